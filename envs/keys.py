@@ -1,0 +1,78 @@
+"""Every TensorDict key himo reads or writes, as named constants.
+
+Keys are nested per agent group, then per level (see DESIGN.md §3). Build nested keys with the
+helpers below rather than spelling tuples by hand, so a rename happens in one place.
+"""
+
+from __future__ import annotations
+
+# Top-level and per-group leaves (TorchRL's vocabulary).
+NEXT = "next"
+OBSERVATION = "observation"
+ACTION = "action"
+ACTION_MASK = "action_mask"
+REWARD = "reward"
+DONE = "done"
+TERMINATED = "terminated"
+TRUNCATED = "truncated"
+EPISODE_REWARD = "episode_reward"
+
+# Text observations are token ids plus an attention mask, nested under the modality's key.
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+
+# Reward components as the environment reports them (named, e.g. "explore", "approach_sound"),
+# and the per-worker reward channels mixed from them by the scenario.
+REWARD_COMPONENTS = "reward_components"
+REWARD_CHANNELS = "reward_channels"
+
+# Encoders write one embedding per modality; the manager reads the fused one.
+EMBEDDING = "embedding"
+FUSED = "fused"
+
+# Hierarchy levels and their terms.
+MANAGER = "manager"
+WORKERS = "workers"
+OPTION = "option"
+AGE = "age"
+DECISION = "decision"
+WEIGHTS = "weights"
+TERMINATION = "termination"
+LOG_PROB = "log_prob"
+STATE_VALUE = "state_value"
+LOGITS = "logits"
+LOC = "loc"
+SCALE = "scale"
+
+# Name of the environment's own team reward when it is used as a reward component.
+ENV_REWARD_COMPONENT = "env"
+
+
+def observation(group: str, key: str) -> tuple[str, ...]:
+    """Key of the raw observation ``key`` of every agent in ``group``."""
+    return (group, OBSERVATION, key)
+
+
+def reward_component(group: str, name: str) -> tuple[str, ...]:
+    """Key of the environment's reward component ``name`` (read from the ``next`` sub-tensordict)."""
+    return (NEXT, group, REWARD_COMPONENTS, name)
+
+
+def reward_channel(group: str, worker: str) -> tuple[str, ...]:
+    """Key of the reward channel that worker ``worker`` learns from (under ``next``)."""
+    return (NEXT, group, REWARD_CHANNELS, worker)
+
+
+def embedding(group: str, modality: str) -> tuple[str, ...]:
+    """Key of the embedding an encoder writes for ``modality``."""
+    return (group, EMBEDDING, modality)
+
+
+def manager(group: str, leaf: str) -> tuple[str, ...]:
+    """Key of the manager's term ``leaf`` (option, age, decision, weights, log_prob, ...)."""
+    return (group, MANAGER, leaf)
+
+
+def worker(group: str, name: str, leaf: str) -> tuple[str, ...]:
+    """Key of worker ``name``'s term ``leaf`` (log_prob, state_value, ...)."""
+    return (group, WORKERS, name, leaf)

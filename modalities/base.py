@@ -1,0 +1,45 @@
+"""The contract every encoder follows.
+
+An encoder is declared by a pydantic config class (its scenario fields, defaults and one-line
+descriptions) whose ``build`` returns a TensorDictModule reading ``(group, "observation", key)``
+and writing ``(group, "embedding", modality)`` of size ``embedding_dim``, for any leading batch
+dims (``[envs, time, agents]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+from tensordict.nn import TensorDictModuleBase
+from torchrl.data import TensorSpec
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class EncoderContext:
+    """What an encoder needs to know about its input when it is built."""
+
+    in_key: tuple[str, ...]
+    """Key of the raw observation, e.g. ``("agents", "observation", "view")``."""
+    out_key: tuple[str, ...]
+    """Key to write the embedding to, e.g. ``("agents", "embedding", "image")``."""
+    spec: TensorSpec
+    """Spec of ``in_key`` with the leading env/agent dims (a Composite for text: ids + mask)."""
+    tokenizer: PreTrainedTokenizerBase | None = field(default=None)
+    """The env's tokenizer for a text observation (to decode ids for a pretrained model)."""
+
+
+class EncoderConfig(BaseModel):
+    """Fields shared by every encoder; subclasses add their own and narrow ``encoder``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(description="Observation key this modality reads: (group, 'observation', key).")
+    encoder: str = Field(description="Encoder name (see the encoder table).")
+    embedding_dim: int = Field(64, ge=1, description="Size of the embedding the encoder writes.")
+    frozen: bool = Field(False, description="Keep the encoder's parameters fixed during training.")
+
+    def build(self, context: EncoderContext) -> TensorDictModuleBase:
+        """Return the TensorDictModule for this modality."""
+        raise NotImplementedError(f"encoder {self.encoder!r} does not implement build()")
