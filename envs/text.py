@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, decoders
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from transformers import PreTrainedTokenizerFast
@@ -22,13 +22,16 @@ UNKNOWN_TOKEN = "[UNK]"
 def build_word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
     """Build a word-level tokenizer over ``words`` (id 0 is padding, id 1 is unknown).
 
-    Words are split on whitespace and punctuation, so ``"ball,"`` tokenizes as ``"ball" ","``.
+    Words are split on whitespace and punctuation, so ``"ball,"`` tokenizes as ``"ball" ","``;
+    decoding joins words with spaces and re-attaches punctuation, so text round-trips.
     """
     vocabulary = {PAD_TOKEN: 0, UNKNOWN_TOKEN: 1}
     for word in words:
         vocabulary.setdefault(word, len(vocabulary))
     model = Tokenizer(WordLevel(vocabulary, unk_token=UNKNOWN_TOKEN))
     model.pre_tokenizer = Whitespace()
+    # WordPiece's decoder with cleanup turns "ball , then" back into "ball, then".
+    model.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     return PreTrainedTokenizerFast(tokenizer_object=model, pad_token=PAD_TOKEN, unk_token=UNKNOWN_TOKEN)
 
 

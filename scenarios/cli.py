@@ -1,0 +1,128 @@
+"""The ``himo`` command line: list, validate, show, reference, rollout, train, eval, resume."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from scenarios.catalog import builtin_scenarios
+from scenarios.errors import ScenarioError
+from scenarios.loader import load, read_yaml, to_yaml
+
+SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
+
+
+def _list(arguments: argparse.Namespace) -> int:
+    for name, path in builtin_scenarios().items():
+        data, _ = read_yaml(path)
+        print(f"{name:<24} {data.get('description', '')}")
+    return 0
+
+
+def _validate(arguments: argparse.Namespace) -> int:
+    failures = 0
+    for reference in arguments.scenarios:
+        try:
+            scenario = load(reference, arguments.set)
+        except ScenarioError as error:
+            print(error, file=sys.stderr)
+            failures += 1
+        else:
+            print(f"ok: {reference} (scenario {scenario.name!r})")
+    return 1 if failures else 0
+
+
+def _show(arguments: argparse.Namespace) -> int:
+    print(to_yaml(load(arguments.scenario, arguments.set)), end="")
+    return 0
+
+
+def _reference(arguments: argparse.Namespace) -> int:
+    from scenarios.reference import markdown_reference
+
+    print(markdown_reference(), end="")
+    return 0
+
+
+def _rollout(arguments: argparse.Namespace) -> int:
+    from scenarios.rollout import random_rollout
+
+    scenario = load(arguments.scenario, arguments.set)
+    print(random_rollout(scenario, steps=arguments.steps).summary())
+    return 0
+
+
+def _not_yet(arguments: argparse.Namespace) -> int:
+    print(
+        f"himo {arguments.command}: hierarchical training is not available yet in this version; "
+        "`himo rollout SCENARIO` builds the scenario's environment and steps it with random actions.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``himo`` command."""
+    from scenarios.reference import text_reference
+
+    parser = argparse.ArgumentParser(
+        prog="himo", description="Hierarchical, multi-agent, multimodal reinforcement learning."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list the built-in scenarios, the default first")
+    listing.set_defaults(handler=_list)
+
+    validate = commands.add_parser("validate", help="check scenario files (paths or built-in names)")
+    validate.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    validate.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    validate.set_defaults(handler=_validate)
+
+    show = commands.add_parser(
+        "show",
+        help="print the fully resolved scenario",
+        epilog=text_reference(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("scenario", metavar="SCENARIO")
+    show.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    show.set_defaults(handler=_show)
+
+    reference = commands.add_parser("reference", help="print the scenario-file reference (Markdown)")
+    reference.set_defaults(handler=_reference)
+
+    rollout = commands.add_parser("rollout", help="build the scenario's environment and step it with random actions")
+    rollout.add_argument("scenario", metavar="SCENARIO")
+    rollout.add_argument("--steps", type=int, default=100, help="batched steps to take (default 100)")
+    rollout.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    rollout.set_defaults(handler=_rollout)
+
+    train = commands.add_parser("train", help="train a scenario")
+    train.add_argument("scenario", metavar="SCENARIO")
+    train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    train.set_defaults(handler=_not_yet)
+
+    evaluate = commands.add_parser("eval", help="evaluate a run's greedy policy")
+    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.set_defaults(handler=_not_yet)
+
+    resume = commands.add_parser("resume", help="continue a run from its latest checkpoint")
+    resume.add_argument("run", metavar="RUN")
+    resume.set_defaults(handler=_not_yet)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``himo`` command; returns the exit code."""
+    arguments = build_parser().parse_args(argv)
+    try:
+        return arguments.handler(arguments)
+    except ScenarioError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

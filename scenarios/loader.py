@@ -1,0 +1,150 @@
+"""Load a scenario: YAML with line numbers, ``extends`` inheritance and ``--set`` overrides.
+
+The result is a validated, frozen :class:`scenarios.schema.Scenario`. Every error is raised as a
+:class:`scenarios.errors.ScenarioError` that names the file, the line and the dotted field path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from scenarios.catalog import resolve_scenario
+from scenarios.errors import FieldPath, Origin, ScenarioError, from_validation
+from scenarios.schema import Scenario
+
+EXTENDS = "extends"
+
+Origins = dict[FieldPath, Origin]
+
+
+def _collect_origins(node: yaml.Node, path: FieldPath, source: str, origins: Origins) -> None:
+    """Record the line of every key and item under ``node``; reject duplicate keys."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise ScenarioError.single(source, f"duplicate key {key!r}", key_node.start_mark.line + 1, path)
+            seen.add(key)
+            origins[path + (key,)] = Origin(source, key_node.start_mark.line + 1)
+            _collect_origins(value_node, path + (key,), source, origins)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            origins[path + (index,)] = Origin(source, item.start_mark.line + 1)
+            _collect_origins(item, path + (index,), source, origins)
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], Origins]:
+    """Parse one YAML file into a mapping and the origin (file, line) of each field path."""
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError.single(source, "scenario file not found") from None
+    except OSError as error:
+        raise ScenarioError.single(source, f"cannot read the file: {error.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        raise ScenarioError.single(source, f"YAML syntax error: {problem}", line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError.single(source, f"a scenario must be a mapping of sections, got {type(data).__name__}", 1)
+    origins: Origins = {(): Origin(source, 1)}
+    if node is not None:
+        _collect_origins(node, (), source, origins)
+    return data, origins
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into ``base``: mappings merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Origins]:
+    """Load ``path`` and, recursively, the scenario it extends."""
+    if path in chain:
+        cycle = " -> ".join(str(item) for item in chain + (path,))
+        raise ScenarioError.single(str(chain[-1]), f"'extends' forms a cycle: {cycle}")
+    data, origins = read_yaml(path)
+    parent = data.pop(EXTENDS, None)
+    extends_origin = origins.pop((EXTENDS,), None)
+    if parent is None:
+        return data, origins
+    if not isinstance(parent, str):
+        line = extends_origin.line if extends_origin else None
+        raise ScenarioError.single(str(path), "'extends' must be a file path or a built-in name", line, (EXTENDS,))
+    try:
+        parent_path = resolve_scenario(parent, relative_to=path.parent)
+    except ScenarioError as error:
+        line = extends_origin.line if extends_origin else None
+        raise ScenarioError.single(str(path), error.problems[0].message, line, (EXTENDS,)) from None
+    base, base_origins = _load_tree(parent_path, chain + (path,))
+    return merge(base, data), base_origins | origins
+
+
+def apply_override(data: dict[str, Any], origins: Origins, assignment: str) -> None:
+    """Apply one ``dotted.path=value`` override; the value is parsed as YAML (so ``3`` is an int)."""
+    source = f"--set {assignment}"
+    dotted, separator, raw_value = assignment.partition("=")
+    parts = dotted.strip().split(".")
+    if not separator or not all(parts):
+        raise ScenarioError.single(source, "expected dotted.path=value, e.g. train.frames=10000")
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError as error:
+        raise ScenarioError.single(source, f"value is not valid YAML: {getattr(error, 'problem', error)}") from None
+    container: Any = data
+    path: list[str | int] = []
+    for part in parts[:-1]:
+        key: str | int = int(part) if isinstance(container, list) and part.isdigit() else part
+        path.append(key)
+        if isinstance(container, dict):
+            if not isinstance(container.get(key), (dict, list)):
+                container[key] = {}
+            container = container[key]
+        elif isinstance(container, list) and isinstance(key, int) and key < len(container):
+            container = container[key]
+        else:
+            raise ScenarioError.single(source, f"cannot set inside {'.'.join(map(str, path[:-1]))!r}", path=tuple(path))
+    last: str | int = int(parts[-1]) if isinstance(container, list) and parts[-1].isdigit() else parts[-1]
+    if isinstance(container, list) and not (isinstance(last, int) and last < len(container)):
+        raise ScenarioError.single(source, f"index {parts[-1]} is out of range", path=tuple(path))
+    container[last] = value
+    full_path = tuple(path) + (last,)
+    for existing in [key for key in origins if key[: len(full_path)] == full_path]:
+        del origins[existing]
+    origins[full_path] = Origin(source)
+
+
+def load(reference: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Load, merge, override and validate a scenario file or built-in scenario name."""
+    path = resolve_scenario(reference)
+    data, origins = _load_tree(path, ())
+    for assignment in overrides:
+        apply_override(data, origins, assignment)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise from_validation(error, Scenario, data, origins, Origin(str(path))) from None
+
+
+def to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario as YAML (every field, defaults included)."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,198 @@
+"""The scenario schema: every field a scenario file may hold, with its type, default and description.
+
+This module is the one definition of the scenario file. The README's scenario reference and the
+``himo show --help`` field list are generated from it (``scenarios.reference``). A loaded scenario
+is frozen: models reject attribute assignment, mappings are read-only and lists are tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WrapSerializer, field_validator, model_validator
+
+from envs.registry import split_env_id
+from scenarios.errors import FieldProblem, with_suggestion
+from modalities.fusion import FUSIONS
+from modalities.registry import ENCODERS
+
+
+def _read_only(value: Mapping) -> Mapping:
+    return MappingProxyType(dict(value))
+
+
+def FrozenMapping(value_type: Any) -> Any:  # noqa: N802 - reads as a type in annotations
+    """A ``str``-keyed mapping that is read-only after validation and dumps as a plain dict."""
+    return Annotated[
+        Mapping[str, value_type],
+        AfterValidator(_read_only),
+        WrapSerializer(lambda value, handler: handler(dict(value))),
+    ]
+
+
+class Section(BaseModel):
+    """Base of every scenario section: unknown fields are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ALGORITHM_NAMES = ("ppo",)
+"""Algorithms a level can use. The rest of the actor-critic family joins as it is implemented."""
+
+EncoderConfigUnion = Annotated[Union[tuple(ENCODERS.values())], Field(discriminator="encoder")]
+
+
+class EnvConfig(Section):
+    """Which environment to run and how many copies to step at once."""
+
+    id: str = Field(description="Environment as family/name: himo/<name>, gymnasium/<id> or pettingzoo/<module.env>.")
+    kwargs: FrozenMapping(Any) = Field(default_factory=dict, description="Keyword arguments passed to the environment.")
+    num_envs: int = Field(8, ge=1, le=4096, description="Environments advanced together in one batched step.")
+
+    @field_validator("id")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        split_env_id(value)
+        return value
+
+
+class WorkerConfig(Section):
+    """One specialist worker: what it perceives, what it is rewarded for and what it may do."""
+
+    modalities: tuple[str, ...] | None = Field(
+        None, description="Modalities the worker's encoder reads; default: the modality named like the worker."
+    )
+    shared: tuple[str, ...] = Field(
+        (), description="Extra low-dimensional observation keys the worker also reads (e.g. direction)."
+    )
+    reward: FrozenMapping(float) = Field(
+        default_factory=lambda: {"env": 1.0},
+        description="Reward channel as weights over reward components; 'env' is the team reward.",
+    )
+    actions: tuple[str | int, ...] | None = Field(
+        None, description="Subset of discrete actions (names or indices) the worker may take; default: all."
+    )
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        (64, 64), min_length=1, description="Hidden layer sizes of the worker's actor and critic."
+    )
+
+
+class TerminationConfig(Section):
+    """When the manager makes its next decision (always at episode start)."""
+
+    kind: Literal["interval", "learned", "env"] = Field(
+        "interval", description="interval: every k steps; learned: a termination head per worker; env: env signals."
+    )
+    every: int = Field(4, ge=1, description="Option length for kind 'interval'.")
+    switching_cost: float = Field(0.01, ge=0.0, description="Penalty on terminating an option, for kind 'learned'.")
+
+
+class ManagerConfig(Section):
+    """The manager: how it combines workers and when it decides."""
+
+    mode: Literal["select", "weighted"] = Field(
+        "select", description="select: one worker acts per option; weighted: a mixture of all workers."
+    )
+    termination: TerminationConfig = Field(default_factory=TerminationConfig, description="Option termination.")
+    fusion: str = Field("concat", description="How the manager fuses modality embeddings: concat or attention.")
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        (64, 64), min_length=1, description="Hidden layer sizes of the manager's actor and critic."
+    )
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str) -> str:
+        if value not in FUSIONS:
+            raise ValueError(with_suggestion(f"unknown fusion {value!r}; expected one of {sorted(FUSIONS)}", value, list(FUSIONS)))
+        return value
+
+
+class LevelAlgorithmConfig(Section):
+    """How one level (manager or workers) learns."""
+
+    name: Literal[ALGORITHM_NAMES] = Field("ppo", description="Learning algorithm of this level.")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimiser of this level.")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule over the run's frames."
+    )
+    max_grad_norm: float | None = Field(0.5, gt=0.0, description="Gradient clipping by global norm; null: none.")
+    entropy_coef: float = Field(0.01, ge=0.0, description="Entropy bonus coefficient.")
+    value_coef: float = Field(0.5, ge=0.0, description="Critic loss coefficient.")
+    epochs: int = Field(4, ge=1, description="Passes over each batch.")
+    minibatch_size: int = Field(256, ge=1, description="Samples per gradient step.")
+    clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="PPO ratio clipping.")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
+    frozen: bool = Field(False, description="Keep this level's parameters fixed.")
+    checkpoint: str | None = Field(None, description="Checkpoint file to load this level's parameters from.")
+
+
+class AlgorithmConfig(Section):
+    """The learning algorithm of each level; a bare name is shorthand for {name: <name>}."""
+
+    manager: LevelAlgorithmConfig = Field(default_factory=LevelAlgorithmConfig, description="Manager level.")
+    workers: LevelAlgorithmConfig = Field(default_factory=LevelAlgorithmConfig, description="Worker level.")
+
+    @field_validator("manager", "workers", mode="before")
+    @classmethod
+    def _name_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class TrainConfig(Section):
+    """The training run."""
+
+    frames: int = Field(300_000, ge=1, description="Environment frames to train for.")
+    frames_per_batch: int = Field(2048, ge=1, description="Frames collected per batch (all envs together).")
+    gamma: float = Field(0.99, gt=0.0, le=1.0, description="Discount factor.")
+    seed: int = Field(0, ge=0, description="Seed of every random generator of the run.")
+    device: str = Field("cpu", description="Torch device for the policy and learning.")
+    threads: int = Field(1, ge=1, description="Torch intra-op threads (1 is fastest for small networks).")
+
+
+class LogConfig(Section):
+    """Where the run writes, and how often."""
+
+    dir: str = Field("runs", description="Folder holding one sub-folder per run.")
+    checkpoint_every: int = Field(50_000, ge=1, description="Frames between checkpoints.")
+    eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation.")
+
+
+class Scenario(Section):
+    """A whole experiment."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Scenario name (used in run folders).")
+    description: str = Field("", description="One line shown by `himo list`.")
+    env: EnvConfig = Field(description="The environment.")
+    modalities: FrozenMapping(EncoderConfigUnion) = Field(
+        min_length=1, description="Modalities by name, each with its observation key and encoder."
+    )
+    workers: FrozenMapping(WorkerConfig) = Field(
+        default_factory=dict, description="Workers by name; default: one worker per modality."
+    )
+    manager: ManagerConfig = Field(default_factory=ManagerConfig, description="The manager.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm per level.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The training run.")
+    log: LogConfig = Field(default_factory=LogConfig, description="Logging and checkpoints.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_workers(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and not data.get("workers") and isinstance(data.get("modalities"), Mapping):
+            return {**data, "workers": {name: {} for name in data["modalities"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _workers_read_known_modalities(self) -> Scenario:
+        for worker_name, worker in self.workers.items():
+            for modality in worker.modalities or (worker_name,):
+                if modality not in self.modalities:
+                    path = ("workers", worker_name) + (("modalities",) if worker.modalities else ())
+                    raise FieldProblem(path, f"no modality named {modality!r}; modalities are {sorted(self.modalities)}")
+        return self
+
+    def worker_modalities(self, worker_name: str) -> tuple[str, ...]:
+        """Modalities that worker ``worker_name`` reads."""
+        return self.workers[worker_name].modalities or (worker_name,)

@@ -1,0 +1,74 @@
+"""The `himo` command, run as a subprocess the way a user types it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
+
+HIMO = str(Path(sys.executable).parent / "himo")
+
+
+def himo(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HIMO, *arguments], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_list_shows_every_builtin_default_first() -> None:
+    result = himo("list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(builtin_scenarios())
+    assert lines[0].split()[0] == DEFAULT_SCENARIO
+
+
+def test_validate_accepts_builtins_by_name_and_path() -> None:
+    result = himo("validate", DEFAULT_SCENARIO, str(builtin_scenarios()[DEFAULT_SCENARIO]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok:") == 2
+
+
+def test_validate_rejects_a_typo_with_file_line_and_suggestion(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(f"extends: {DEFAULT_SCENARIO}\nname: broken\ntrain:\n  frmes: 10\n")
+    result = himo("validate", str(broken))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"{broken}:4: train.frmes: unknown field 'frmes'; did you mean 'frames'?" in result.stderr
+
+
+def test_show_prints_the_resolved_scenario_with_overrides() -> None:
+    result = himo("show", DEFAULT_SCENARIO, "--set", "train.frames=777", "--set", "manager.mode=weighted")
+    assert result.returncode == 0, result.stderr
+    assert "frames: 777" in result.stdout
+    assert "mode: weighted" in result.stdout
+    assert "lr_schedule:" in result.stdout, "every field is shown, defaults included"
+
+
+def test_show_rejects_a_bad_override() -> None:
+    result = himo("show", DEFAULT_SCENARIO, "--set", "train.gamma=2")
+    assert result.returncode != 0
+    assert "--set train.gamma=2: train.gamma: Input should be less than or equal to 1" in result.stderr
+
+
+def test_show_help_documents_every_field() -> None:
+    result = himo("show", "--help")
+    assert result.returncode == 0
+    for field in ("env.num_envs", "manager.termination.every", "algorithm.workers.lr_schedule", "train.frames"):
+        assert field in result.stdout
+
+
+def test_missing_file_is_an_error_not_a_traceback() -> None:
+    result = himo("validate", "does/not/exist.yaml")
+    assert result.returncode != 0
+    assert "scenario file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["train", DEFAULT_SCENARIO], ["eval", "runs/x"], ["resume", "runs/x"]])
+def test_training_commands_exist_and_say_they_are_not_available_yet(command: list[str]) -> None:
+    result = himo(*command)
+    assert result.returncode == 2
+    assert "not available yet" in result.stderr
