@@ -70,6 +70,15 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
+def _mapped_model(annotation: Any) -> type[BaseModel] | None:
+    """The section type of a ``name -> section`` mapping (encoder unions are documented apart)."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (Mapping, dict, typing.Mapping):
+        return _model_of(typing.get_args(annotation)[1])
+    return None
+
+
 def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
     """Every field of ``model`` and of its nested sections, depth first."""
     for name, field in model.model_fields.items():
@@ -78,10 +87,9 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
         nested = _model_of(field.annotation)
         if nested is not None:
             yield from field_rows(nested, prefix=f"{path}.")
-        if model is Scenario and name == "workers":
-            from scenarios.schema import WorkerConfig
-
-            yield from field_rows(WorkerConfig, prefix="workers.<name>.")
+        mapped = _mapped_model(field.annotation)
+        if mapped is not None:
+            yield from field_rows(mapped, prefix=f"{path}.<name>.")
 
 
 def encoder_rows() -> Iterator[tuple[str, list[FieldRow]]]:

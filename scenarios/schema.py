@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WrapSerializer, field_validator, model_validator
 
 from envs.registry import split_env_id
+from envs.rewards import REWARD_FUNCTIONS, make_reward_function
 from scenarios.errors import FieldProblem, with_suggestion
 from modalities.fusion import FUSIONS
 from modalities.registry import ENCODERS
@@ -56,6 +57,30 @@ class EnvConfig(Section):
     def _known_family(cls, value: str) -> str:
         split_env_id(value)
         return value
+
+
+class RewardFunctionConfig(Section):
+    """A named reward function computed on each step's TensorDict; its other fields are its parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    function: str = Field(description="Registered reward function: novelty, progress, alive, step_cost, action_cost.")
+
+    @model_validator(mode="after")
+    def _buildable(self) -> RewardFunctionConfig:
+        if self.function not in REWARD_FUNCTIONS:
+            message = f"unknown reward function {self.function!r}; expected one of {sorted(REWARD_FUNCTIONS)}"
+            raise FieldProblem(("function",), with_suggestion(message, self.function, list(REWARD_FUNCTIONS)))
+        try:
+            make_reward_function(self.function, **self.parameters)
+        except (TypeError, ValueError) as error:
+            raise FieldProblem((), str(error)) from None
+        return self
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The function's keyword arguments (every field but ``function``)."""
+        return dict(self.model_extra or {})
 
 
 class WorkerConfig(Section):
@@ -169,6 +194,9 @@ class Scenario(Section):
     modalities: FrozenMapping(EncoderConfigUnion) = Field(
         min_length=1, description="Modalities by name, each with its observation key and encoder."
     )
+    rewards: FrozenMapping(RewardFunctionConfig) = Field(
+        default_factory=dict, description="Reward functions by component name, usable in workers' reward mixes."
+    )
     workers: FrozenMapping(WorkerConfig) = Field(
         default_factory=dict, description="Workers by name; default: one worker per modality."
     )
@@ -191,6 +219,12 @@ class Scenario(Section):
                 if modality not in self.modalities:
                     path = ("workers", worker_name) + (("modalities",) if worker.modalities else ())
                     raise FieldProblem(path, f"no modality named {modality!r}; modalities are {sorted(self.modalities)}")
+        return self
+
+    @model_validator(mode="after")
+    def _rewards_do_not_shadow_the_team_reward(self) -> Scenario:
+        if "env" in self.rewards:
+            raise FieldProblem(("rewards", "env"), "'env' is the team reward; give the reward function another name")
         return self
 
     def worker_modalities(self, worker_name: str) -> tuple[str, ...]:
