@@ -10,8 +10,10 @@ Keys (``N = num_envs``, one agent per copy):
 - ``("agent", "observation", name)``: ``[N, 1, ...]`` per entry (``envs.spaces`` describes the layout:
   ``Dict`` entries, ``"state"``, channels-first images, text as ``input_ids`` + ``attention_mask``);
 - ``("agent", "action")``: ``[N, 1]`` int64 for ``Discrete`` actions, ``[N, 1, d]`` for ``Box``;
-- ``("agent", "reward")``: ``[N, 1, 1]``; ``("agent", "reward_components", name)`` the same, for each
-  component the env reports in ``info["reward_components"]``;
+- ``("agent", "reward")``: ``[N, 1, 1]``;
+- ``("agent", "reward_components", name)``: ``[N, 1, 1]`` for each component the env reports in
+  ``info["reward_components"]``, declared in the **observation** spec (like the built-in envs and
+  TorchRL's info readers, so the reward spec keeps one reward per group) and zero after a reset;
 - ``done`` / ``terminated`` / ``truncated``: ``[N, 1]`` at the root and ``[N, 1, 1]`` under ``"agent"``.
 """
 
@@ -109,17 +111,19 @@ class GymnasiumVectorEnv(EnvBase):
             {GROUP: Composite({keys.ACTION: action.expand(*agent_shape, *action.shape)}, shape=agent_shape)},
             shape=self.batch_size,
         )
-        observation = self.converter.spec.expand(*agent_shape)
-        self.observation_spec = Composite(
-            {GROUP: Composite({keys.OBSERVATION: observation}, shape=agent_shape)}, shape=self.batch_size
-        )
-        group_reward = {keys.REWARD: Unbounded(shape=(*agent_shape, 1), device=self.device)}
+        group_observation: dict[str, Composite] = {keys.OBSERVATION: self.converter.spec.expand(*agent_shape)}
         if self.reward_components:
-            group_reward[keys.REWARD_COMPONENTS] = Composite(
+            group_observation[keys.REWARD_COMPONENTS] = Composite(
                 {name: Unbounded(shape=(*agent_shape, 1), device=self.device) for name in self.reward_components},
                 shape=agent_shape,
             )
-        self.reward_spec = Composite({GROUP: Composite(group_reward, shape=agent_shape)}, shape=self.batch_size)
+        self.observation_spec = Composite(
+            {GROUP: Composite(group_observation, shape=agent_shape)}, shape=self.batch_size
+        )
+        self.reward_spec = Composite(
+            {GROUP: Composite({keys.REWARD: Unbounded(shape=(*agent_shape, 1), device=self.device)}, shape=agent_shape)},
+            shape=self.batch_size,
+        )
         self.done_spec = Composite(
             {
                 **done_specs(self.batch_size, self.device),
@@ -170,8 +174,10 @@ class GymnasiumVectorEnv(EnvBase):
         }
         if reward is not None:
             group[keys.REWARD] = reward.unsqueeze(-1)
-            if self.reward_components:
-                group[keys.REWARD_COMPONENTS] = self._components(info.get(keys.REWARD_COMPONENTS, {}))
+        if self.reward_components:
+            # After a reset (no reward yet) every component is 0: the reset info is not a step's.
+            reported = info.get(keys.REWARD_COMPONENTS, {}) if reward is not None else {}
+            group[keys.REWARD_COMPONENTS] = self._components(reported)
         return TensorDict(
             {GROUP: TensorDict(group, batch_size=agent_shape, device=self.device),
              keys.DONE: done, keys.TERMINATED: terminated, keys.TRUNCATED: truncated},

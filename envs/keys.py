@@ -76,3 +76,8 @@ def manager(group: str, leaf: str) -> tuple[str, ...]:
 def worker(group: str, name: str, leaf: str) -> tuple[str, ...]:
     """Key of worker ``name``'s term ``leaf`` (log_prob, state_value, ...)."""
     return (group, WORKERS, name, leaf)
+
+
+def shared_embedding(group: str, observation_key: str) -> tuple[str, ...]:
+    """Key of the embedding of a shared low-dimensional observation (e.g. the agent's direction)."""
+    return (group, EMBEDDING, "shared", observation_key)

@@ -12,10 +12,18 @@
 
 Agents are grouped the TorchRL way (``group_map``; by default by name prefix before ``_<index>``,
 so ``speaker_0`` -> ``speaker``). Keys (``N = num_envs``, ``A`` agents in the group):
-``(group, "observation", name)`` ``[N, A, ...]`` (layout of ``envs.spaces``), ``(group, "action")``
-``[N, A]`` int64 for discrete actions, ``(group, "action_mask")`` where the env provides one,
-``(group, "reward")`` and ``(group, "reward_components", name)`` ``[N, A, 1]``, and
-``done``/``terminated``/``truncated`` ``[N, 1]`` at the root and ``[N, A, 1]`` per group.
+``(group, "observation", name)`` ``[N, A, ...]`` (layout of ``envs.spaces``, nested ``Dict`` spaces
+included), ``(group, "action")`` ``[N, A]`` int64 for discrete actions, ``(group, "action_mask")``
+where the env provides one, ``(group, "reward")`` ``[N, A, 1]``, and ``done``/``terminated``/
+``truncated`` ``[N, 1]`` at the root and ``[N, A, 1]`` per group.
+
+Reward components (parallel envs): the names in ``metadata["reward_components"]``, read from
+``infos[agent]["reward_components"]``, become ``(group, "reward_components", name)`` ``[N, A, 1]``,
+declared in the **observation** spec (like the built-in envs and TorchRL's info readers) and zero
+after a reset.
+
+Text an env emits already tokenized: a parallel env may carry ``tokenizers`` (``{name: tokenizer}``,
+e.g. ``envs.builtin.beacon_pettingzoo``); ``env.tokenizers`` then includes them.
 """
 
 from __future__ import annotations
@@ -111,10 +119,16 @@ class PettingZooParallelBatchEnv(EnvBase):
 
     @property
     def tokenizers(self) -> dict[str, PreTrainedTokenizerFast]:
-        """Tokenizer of each text observation, keyed by observation name (over all groups)."""
-        return {
-            name: tokenizer for converter in self.converters.values() for name, tokenizer in converter.tokenizers.items()
-        }
+        """Tokenizer of each text observation, keyed by observation name (over all groups).
+
+        The raw env's own ``tokenizers`` attribute (for text it emits as token ids) comes first;
+        text spaces tokenized here are added.
+        """
+        provided = getattr(self.envs[0], "tokenizers", None)
+        tokenizers = dict(provided) if isinstance(provided, Mapping) else {}
+        for converter in self.converters.values():
+            tokenizers.update(converter.tokenizers)
+        return tokenizers
 
     def _agent_shape(self, group: str) -> tuple[int, int]:
         return (self.num_envs, len(self.group_map[group]))
@@ -142,13 +156,12 @@ class PettingZooParallelBatchEnv(EnvBase):
                 group_observation[keys.ACTION_MASK] = Categorical(
                     2, shape=(*shape, first.action_space(agents[0]).n), dtype=torch.bool, device=self.device
                 )
-            observation[group] = Composite(group_observation, shape=shape)
-            group_reward = {keys.REWARD: Unbounded(shape=(*shape, 1), device=self.device)}
             if self.reward_components:
-                group_reward[keys.REWARD_COMPONENTS] = Composite(
+                group_observation[keys.REWARD_COMPONENTS] = Composite(
                     {name: Unbounded(shape=(*shape, 1), device=self.device) for name in self.reward_components}, shape=shape
                 )
-            reward[group] = Composite(group_reward, shape=shape)
+            observation[group] = Composite(group_observation, shape=shape)
+            reward[group] = Composite({keys.REWARD: Unbounded(shape=(*shape, 1), device=self.device)}, shape=shape)
             done[group] = Composite(done_specs(shape, self.device), shape=shape)
         self.action_spec, self.observation_spec, self.reward_spec, self.done_spec = action, observation, reward, done
 
@@ -210,8 +223,8 @@ class PettingZooParallelBatchEnv(EnvBase):
                 terminated = self._per_agent(group, terminations, True, torch.bool)
                 truncated = self._per_agent(group, truncations, True, torch.bool)
                 group_data[keys.REWARD] = self._per_agent(group, rewards, 0.0, torch.float32)
-                if self.reward_components:
-                    group_data[keys.REWARD_COMPONENTS] = self._components(group, infos)
+            if self.reward_components:
+                group_data[keys.REWARD_COMPONENTS] = self._components(group, infos)
             group_data.update({keys.DONE: terminated | truncated, keys.TERMINATED: terminated, keys.TRUNCATED: truncated})
             output.set(group, TensorDict(group_data, batch_size=shape, device=self.device))
             any_terminated |= terminated.any(1)
@@ -222,18 +235,15 @@ class PettingZooParallelBatchEnv(EnvBase):
         return output
 
     def _observation(self, group: str) -> TensorDictBase:
-        agents = self.group_map[group]
         converter = self.converters[group]
-        if not converter.is_dict:
-            raw = [[copy[agent] for agent in agents] for copy in self._observations]
-            return converter.convert(raw, self._agent_shape(group))
-        raw = {
-            entry.name: [[copy[agent][entry.name] for agent in agents] for copy in self._observations]
-            for entry in converter.entries
-        }
-        return converter.convert(raw, self._agent_shape(group))
+        items = [copy[agent] for copy in self._observations for agent in self.group_map[group]]
+        return converter.convert(converter.collate(items), self._agent_shape(group))
 
-    def _components(self, group: str, infos: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    def _components(self, group: str, infos: Sequence[Mapping[str, Any]] | None) -> dict[str, torch.Tensor]:
+        """``{name: [N, A, 1]}`` from the step's infos; zeros after a reset (``infos`` is ``None``)."""
+        if infos is None:
+            shape = (*self._agent_shape(group), 1)
+            return {name: torch.zeros(shape, device=self.device) for name in self.reward_components}
         reported = [
             {agent: info.get(agent, {}).get(keys.REWARD_COMPONENTS, {}) for agent in self.group_map[group]} for info in infos
         ]

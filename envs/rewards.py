@@ -1,16 +1,18 @@
 """Reward channels: each worker learns from its own mix of named reward components.
 
-Components of group ``g`` live at ``("next", g, "reward_components", name)`` ``[..., n_agents, 1]``:
+Components of group ``g`` live at ``("next", g, "reward_components", name)`` ``[..., n_agents, 1]``
+and every env declares them in its **observation** spec, the way TorchRL's info readers declare
+info entries (as rewards they would make ``env.reward_key`` ambiguous and join ``RewardSum``'s
+defaults); a reset writes them as zeros. They are:
 
 - the env's own: the built-in envs write them; the Gymnasium / PettingZoo adapters copy
   ``info["reward_components"]``; the name ``"env"`` always means the team reward ``("next", g, "reward")``;
 - computed: named reward functions (``REWARD_FUNCTIONS``) evaluated on each step's TensorDict.
 
-``RewardChannels`` (a TorchRL transform) computes the functions, writes them as components, and
-writes ``("next", g, "reward_channels", worker) = sum(weight * component)`` for each worker's mix.
-Channels are declared in the reward spec (so ``RewardSum`` can sum episode returns per channel);
-computed components are declared next to the env's own, in the reward spec (the adapters) or the
-observation spec (an env that declares its components there). ``check_env_specs`` holds either way.
+``RewardChannels`` (a TorchRL transform) computes the functions, writes them as components (declared
+next to the env's own, zero after a reset), and writes ``("next", g, "reward_channels", worker) =
+sum(weight * component)`` for each worker's mix. Channels are declared in the reward spec, so
+``RewardSum`` can sum episode returns per channel.
 """
 
 from __future__ import annotations
@@ -213,17 +215,21 @@ class RewardChannels(Transform):
         return self.requested_groups
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
-        """Declare the computed components (next to the env's own) and the channels (in the reward spec)."""
+        """Declare the computed components (observation spec, next to the env's) and the channels (reward spec)."""
         output_spec = output_spec.clone()
         reward_spec = output_spec["full_reward_spec"]
         observation_spec = output_spec["full_observation_spec"]
         self._resolved_groups = self._groups(reward_spec)
-        self._observed_components: dict[str, Unbounded] = {}
+        self._component_leaves: dict[str, Unbounded] = {}
         for group in self._resolved_groups:
             components_key = (group, keys.REWARD_COMPONENTS)
-            # Envs may declare their components as rewards (the adapters) or as observations; follow the env.
-            home = observation_spec if components_key in observation_spec.keys(True) else reward_spec
-            env_components = list(home[components_key].keys()) if components_key in home.keys(True) else []
+            if components_key in reward_spec.keys(True):
+                raise ValueError(
+                    f"the env declares {components_key} in its reward spec; reward components belong in the "
+                    "observation spec (see envs.rewards)"
+                )
+            declared = components_key in observation_spec.keys(True)
+            env_components = list(observation_spec[components_key].keys()) if declared else []
             available = [keys.ENV_REWARD_COMPONENT, *env_components, *self.functions]
             for worker, mix in self.mixes.items():
                 missing = [name for name in mix if name not in available]
@@ -235,21 +241,19 @@ class RewardChannels(Transform):
             group_spec = reward_spec[group]
             reward = group_spec[keys.REWARD]
             leaf = Unbounded(shape=reward.shape, dtype=reward.dtype, device=reward.device)
-            if self.functions:
-                if components_key not in home.keys(True):
-                    home[components_key] = Composite(shape=group_spec.shape, device=group_spec.device)
-                for name in self.functions:
-                    home[(*components_key, name)] = leaf.clone()
-                if home is observation_spec:
-                    self._observed_components[group] = leaf
+            if self.functions and not declared:
+                observation_spec[components_key] = Composite(shape=group_spec.shape, device=group_spec.device)
+            for name in self.functions:
+                observation_spec[(*components_key, name)] = leaf.clone()
+            self._component_leaves[group] = leaf
             group_spec[keys.REWARD_CHANNELS] = Composite(
                 {worker: leaf.clone() for worker in self.mixes}, shape=group_spec.shape, device=group_spec.device
             )
         return output_spec
 
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        # Components declared as observations must exist after a reset too: computed ones start at 0.
-        for group, leaf in getattr(self, "_observed_components", {}).items():
+        # Computed components are observations, so a reset must write them too: 0, as the env's own.
+        for group, leaf in getattr(self, "_component_leaves", {}).items():
             for name in self.functions:
                 tensordict_reset.set((group, keys.REWARD_COMPONENTS, name), leaf.zero())
         return tensordict_reset

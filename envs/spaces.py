@@ -3,12 +3,17 @@
 One agent's observation space becomes one entry per modality under ``(group, "observation")``:
 
 - a ``Dict`` space gives one entry per key; any other space gives the single entry ``"state"``;
+- a ``Dict`` nested in it gives nested entries, ``(group, "observation", name, sub, ...)``, each leaf
+  converted by the rules below (e.g. a pre-tokenized text ``Dict(input_ids, attention_mask)``);
 - an image-like ``Box`` (``uint8``, shape ``(H, W, C)`` with ``C`` in 1, 3, 4) becomes channels-first
   ``(C, H, W)``, the layout convolutional encoders expect;
 - a text space (``gymnasium.spaces.Text``, MiniGrid's ``MissionSpace``) becomes
   ``(name, "input_ids")`` int64 and ``(name, "attention_mask")`` bool of length ``text_length``,
   tokenized word by word (``envs.text``) over a locally built word list;
+- a boolean ``Box`` becomes a boolean ``Categorical`` (as masks are declared elsewhere);
 - everything else goes through TorchRL's own gymnasium-space conversion (``Discrete`` as integers).
+
+Text vocabularies and tokenizers are keyed by the text space's own name (its innermost key).
 """
 
 from __future__ import annotations
@@ -57,21 +62,31 @@ def is_image_space(space: gymnasium.Space) -> bool:
 
 @dataclass
 class _Entry:
-    name: str
+    key: tuple[str, ...]  # path under the agent's observation: ("view",) or ("mission", "input_ids")
     kind: str  # "array", "image" or "text"
     spec: TensorSpec
     tokenizer: PreTrainedTokenizerFast | None = None
+
+    @property
+    def name(self) -> str:
+        return self.key[-1]
+
+
+def _lookup(observation: Mapping[str, Any], key: Sequence[str]) -> Any:
+    for part in key:
+        observation = observation[part]
+    return observation
 
 
 class ObservationConverter:
     """Converts batches of one agent's gymnasium observations into himo's observation entries.
 
     Args:
-        space: the observation space of one agent (a ``Dict`` or a single space).
+        space: the observation space of one agent (a ``Dict``, possibly nested, or a single space).
         text_length: number of tokens every text observation is padded or truncated to.
         vocabularies: word list per text observation name; MiniGrid missions default to
             ``envs.vocabularies.MINIGRID_WORDS``.
-        exclude: entries of a ``Dict`` space that are not observations (e.g. ``"action_mask"``).
+        exclude: top-level entries of a ``Dict`` space that are not observations (e.g. ``"action_mask"``).
         device: device of the specs and tensors.
     """
 
@@ -87,18 +102,28 @@ class ObservationConverter:
         self.device = torch.device(device)
         self.text_length = text_length
         self.is_dict = isinstance(space, gymnasium.spaces.Dict)
-        subspaces = dict(space.spaces) if self.is_dict else {STATE: space}
-        vocabularies = dict(vocabularies or {})
-        self.entries = [
-            self._entry(name, subspace, vocabularies.get(name))
-            for name, subspace in subspaces.items()
-            if name not in exclude
-        ]
-        self._text_cache: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {
-            entry.name: {} for entry in self.entries if entry.kind == "text"
+        top = space if self.is_dict else gymnasium.spaces.Dict({STATE: space})
+        self.entries: list[_Entry] = []
+        self._add_entries((), top, dict(vocabularies or {}), exclude)
+        self._text_cache: dict[tuple[str, ...], dict[str, tuple[torch.Tensor, torch.Tensor]]] = {
+            entry.key: {} for entry in self.entries if entry.kind == "text"
         }
 
-    def _entry(self, name: str, space: gymnasium.Space, words: Sequence[str] | None) -> _Entry:
+    def _add_entries(
+        self, prefix: tuple[str, ...], space: gymnasium.spaces.Dict, vocabularies: Mapping[str, Sequence[str]],
+        exclude: Sequence[str],
+    ) -> None:
+        for name, subspace in space.spaces.items():
+            if name in exclude:
+                continue
+            key = (*prefix, name)
+            if isinstance(subspace, gymnasium.spaces.Dict):
+                self._add_entries(key, subspace, vocabularies, ())
+            else:
+                self.entries.append(self._entry(key, subspace, vocabularies.get(name)))
+
+    def _entry(self, key: tuple[str, ...], space: gymnasium.Space, words: Sequence[str] | None) -> _Entry:
+        name = key[-1]
         if is_text_space(space):
             if words is None and is_mission_space(space):
                 words = MINIGRID_WORDS
@@ -115,50 +140,66 @@ class ObservationConverter:
                     keys.ATTENTION_MASK: Categorical(2, shape=(self.text_length,), dtype=torch.bool, device=self.device),
                 },
             )
-            return _Entry(name, "text", spec, tokenizer)
+            return _Entry(key, "text", spec, tokenizer)
         if is_image_space(space):
             height, width, channels = space.shape
             low = torch.as_tensor(np.moveaxis(space.low, -1, 0))
             high = torch.as_tensor(np.moveaxis(space.high, -1, 0))
             spec = Bounded(low, high, shape=(channels, height, width), dtype=torch.uint8, device=self.device)
-            return _Entry(name, "image", spec)
+            return _Entry(key, "image", spec)
+        if isinstance(space, gymnasium.spaces.Box) and space.dtype == np.bool_:
+            return _Entry(key, "array", Categorical(2, shape=space.shape, dtype=torch.bool, device=self.device))
         with set_gym_backend("gymnasium"):
             spec = _gym_to_torchrl_spec_transform(
                 space, device=self.device, categorical_action_encoding=True, remap_state_to_observation=False
             )
-        return _Entry(name, "array", spec)
+        return _Entry(key, "array", spec)
 
     @property
     def spec(self) -> Composite:
-        """The observation entries of one agent, unbatched: ``Composite(name -> spec)``."""
-        return Composite({entry.name: entry.spec.clone() for entry in self.entries}, device=self.device)
+        """The observation entries of one agent, unbatched: ``Composite(name -> spec)`` (nested for nested ``Dict``)."""
+        spec = Composite(device=self.device)
+        for entry in self.entries:
+            spec[entry.key] = entry.spec.clone()
+        return spec
 
     @property
     def tokenizers(self) -> dict[str, PreTrainedTokenizerFast]:
-        """The tokenizer of each text observation, keyed by observation name."""
+        """The tokenizer of each text observation, keyed by the text's own name."""
         return {entry.name: entry.tokenizer for entry in self.entries if entry.tokenizer is not None}
+
+    def collate(self, items: Sequence[Any]) -> Any:
+        """The batched form ``convert`` takes, from a flat sequence of single observations (e.g. one per agent)."""
+        if not self.is_dict:
+            return list(items)
+        batched: dict[str, Any] = {}
+        for entry in self.entries:
+            node = batched
+            for part in entry.key[:-1]:
+                node = node.setdefault(part, {})
+            node[entry.name] = [_lookup(item, entry.key) for item in items]
+        return batched
 
     def convert(self, observations: Mapping[str, Any] | Any, batch_shape: Sequence[int]) -> TensorDict:
         """Observation entries for a batch of raw observations.
 
         Args:
-            observations: a mapping ``name -> values`` (or, for a non-``Dict`` space, the values)
-                whose leading dimensions are ``batch_shape``; text values are any nested
+            observations: a mapping ``name -> values`` (nested like the space; for a non-``Dict``
+                space, the values themselves) whose leading dimensions are ``batch_shape``, or
+                sequences of ``prod(batch_shape)`` items (``collate``); text values are any nested
                 sequence of strings with ``prod(batch_shape)`` items.
             batch_shape: the leading dimensions, e.g. ``[num_envs, n_agents]``.
         """
         if not self.is_dict:
             observations = {STATE: observations}
         batch_shape = tuple(batch_shape)
-        converted: dict[str, Any] = {}
+        converted = TensorDict(batch_size=batch_shape, device=self.device)
         for entry in self.entries:
-            value = observations[entry.name]
+            value = _lookup(observations, entry.key)
             if entry.kind == "text":
                 input_ids, attention_mask = self._tokenize(entry, value)
-                converted[entry.name] = {
-                    keys.INPUT_IDS: input_ids.reshape(*batch_shape, self.text_length),
-                    keys.ATTENTION_MASK: attention_mask.reshape(*batch_shape, self.text_length),
-                }
+                converted.set((*entry.key, keys.INPUT_IDS), input_ids.reshape(*batch_shape, self.text_length))
+                converted.set((*entry.key, keys.ATTENTION_MASK), attention_mask.reshape(*batch_shape, self.text_length))
                 continue
             # torch.tensor copies: vector envs reuse their observation buffers between steps.
             tensor = torch.tensor(np.asarray(value), device=self.device)
@@ -167,12 +208,12 @@ class ObservationConverter:
                 tensor = tensor.reshape(*batch_shape, height, width, -1).movedim(-1, -3).contiguous()
             else:
                 tensor = tensor.to(entry.spec.dtype).reshape(*batch_shape, *entry.spec.shape)
-            converted[entry.name] = tensor
-        return TensorDict(converted, batch_size=batch_shape, device=self.device)
+            converted.set(entry.key, tensor)
+        return converted
 
     def _tokenize(self, entry: _Entry, value: Any) -> tuple[torch.Tensor, torch.Tensor]:
         texts = [str(text) for text in np.asarray(value, dtype=object).reshape(-1)]
-        cache = self._text_cache[entry.name]
+        cache = self._text_cache[entry.key]
         missing = list(dict.fromkeys(text for text in texts if text not in cache))
         if missing:
             if len(cache) + len(missing) > TEXT_CACHE_SIZE:

@@ -1,12 +1,18 @@
-"""Build what a scenario describes. For now: its environment, with reward channels attached."""
+"""Build what a scenario describes: its environment (reward channels, option state) and its policy."""
 
 from __future__ import annotations
 
+from torchrl.data import Categorical
 from torchrl.envs import EnvBase, TransformedEnv
 
 from envs import keys
 from envs.registry import make_env
 from envs.rewards import RewardChannels, make_reward_function
+from hierarchy.policy import GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
+from hierarchy.state import option_state_transforms
+from modalities.build import build_encoder, encoder_context
+from modalities.fusion import build_fusion
+from modalities.vector import MlpEncoderConfig
 from scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
 from scenarios.schema import Scenario
 
@@ -57,6 +63,79 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None) -> Transformed
     functions = {name: make_reward_function(spec.function, **spec.parameters) for name, spec in scenario.rewards.items()}
     mixes = {name: dict(worker.reward) for name, worker in scenario.workers.items()}
     try:
-        return TransformedEnv(base, RewardChannels(mixes, functions=functions))
+        env = TransformedEnv(base, RewardChannels(mixes, functions=functions))
     except KeyError as error:
         raise _error(scenario, ("workers",), str(error.args[0])) from None
+    env.append_transform(option_state_transforms({group: agents_in(env, group) for group in agent_groups(env)}))
+    return env
+
+
+SHARED_EMBEDDING_SIZE = 16
+"""Width of the linear embedding of each shared low-dimensional observation."""
+
+
+def agents_in(env: EnvBase, group: str) -> int:
+    """Number of agents in ``group``."""
+    return int(env.full_reward_spec[group].shape[-1])
+
+
+def _action_count(scenario: Scenario, env: EnvBase, group: str) -> int:
+    spec = env.full_action_spec[group, keys.ACTION]
+    if not isinstance(spec, Categorical):
+        raise _error(scenario, ("env", "id"), f"group {group!r} has {type(spec).__name__} actions; only discrete actions are supported yet")
+    return int(spec.space.n)
+
+
+def _allowed_actions(scenario: Scenario, env: EnvBase, worker_name: str, actions: int) -> tuple[int, ...] | None:
+    wanted = scenario.workers[worker_name].actions
+    if wanted is None:
+        return None
+    names = list(getattr(env, "action_names", []) or [])
+    allowed = []
+    for action in wanted:
+        if isinstance(action, int) and 0 <= action < actions:
+            allowed.append(action)
+        elif isinstance(action, str) and action in names:
+            allowed.append(names.index(action))
+        else:
+            known = f"names {names} or indices 0..{actions - 1}" if names else f"indices 0..{actions - 1}"
+            raise _error(scenario, ("workers", worker_name, "actions"), f"unknown action {action!r}; expected {known}")
+    return tuple(allowed)
+
+
+def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
+    """One hierarchical policy per agent group of ``env``, as the scenario describes it."""
+    groups = {}
+    for group in agent_groups(env):
+        encoders = {name: build_encoder(config, env, group, name) for name, config in scenario.modalities.items()}
+        shared_keys = sorted({key for worker in scenario.workers.values() for key in worker.shared})
+        shared_encoders = {
+            key: MlpEncoderConfig(key=key, hidden_sizes=(), embedding_dim=SHARED_EMBEDDING_SIZE).build(
+                encoder_context(env, group, key, keys.shared_embedding(group, key))
+            )
+            for key in shared_keys
+        }
+        actions = _action_count(scenario, env, group)
+        workers = []
+        for name, worker in scenario.workers.items():
+            modalities = scenario.worker_modalities(name)
+            inputs = tuple(keys.embedding(group, modality) for modality in modalities)
+            inputs += tuple(keys.shared_embedding(group, key) for key in worker.shared)
+            size = sum(scenario.modalities[modality].embedding_dim for modality in modalities)
+            size += SHARED_EMBEDDING_SIZE * len(worker.shared)
+            workers.append(
+                WorkerSpec(name, inputs, size, tuple(worker.hidden), _allowed_actions(scenario, env, name, actions))
+            )
+        manager = scenario.manager
+        fusion = build_fusion(
+            manager.fusion,
+            [keys.embedding(group, name) for name in scenario.modalities],
+            keys.embedding(group, keys.FUSED),
+            embedding_dim=64,
+            input_dims=[config.embedding_dim for config in scenario.modalities.values()],
+        ).module
+        network = ManagerNetwork(fusion, fusion.output_dim, len(workers), manager.hidden)
+        groups[group] = GroupPolicy(
+            group, encoders, shared_encoders, workers, network, actions, manager.termination.every
+        )
+    return HierarchicalPolicy(groups)

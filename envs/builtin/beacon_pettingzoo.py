@@ -3,7 +3,9 @@
 Each agent ``agent_<i>`` observes a gymnasium ``Dict``: ``view`` (uint8 ``[3, H, W]``),
 ``mission`` (``Dict(input_ids int64 [L], attention_mask bool [L])``), ``sound`` (float32
 ``[2, samples]``) and ``direction`` (float32 one-hot ``[4]``), exactly as the TorchRL env's
-per-agent slices, so ``torchrl.envs.PettingZooWrapper`` yields the same keys. Actions are
+per-agent slices, so ``torchrl.envs.PettingZooWrapper`` and the project's adapter
+(``make_env("pettingzoo/envs.builtin.beacon_pettingzoo", ...)``) yield the same keys; the adapter
+exposes the ``tokenizers`` attribute (``{"mission": tokenizer}``) as ``env.tokenizers``. Actions are
 ``Discrete(4)`` over ``action_names``; an agent missing from the action dict stays. The reward
 components of the step are in ``infos[agent]["reward_components"]`` (names declared in
 ``metadata["reward_components"]``), the project's convention for PettingZoo envs. All agents

@@ -1,15 +1,18 @@
-"""himo/beacon as a PettingZoo ParallelEnv over the same torch core."""
+"""himo/beacon as a PettingZoo ParallelEnv over the same torch core, alone and through the project's adapter."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from pettingzoo.test import parallel_api_test
+from torchrl.envs.utils import check_env_specs
 
 from envs import keys
 from envs.builtin import make_builtin_env
-from envs.builtin.beacon_config import COMPONENT_NAMES
+from envs.builtin.beacon_config import COLOURS, COMPONENT_NAMES, MISSION_TEMPLATES
 from envs.builtin.beacon_pettingzoo import BeaconParallelEnv
+from envs.registry import make_env
+from envs.text import decode_ids
 
 
 def test_parallel_api_test_passes():
@@ -54,3 +57,53 @@ def test_matches_the_torchrl_env_with_one_world():
             assert parallel.agents == [] and bool(following.get("done"))
             break
         td = following
+
+
+BEACON_PETTINGZOO = "pettingzoo/envs.builtin.beacon_pettingzoo"
+
+
+def test_runs_through_the_pettingzoo_adapter_with_the_keys_of_himo_beacon():
+    env = make_env(BEACON_PETTINGZOO, num_envs=2, seed=0)
+    check_env_specs(env)
+    assert env.group_map == {"agent": ["agent_0", "agent_1"]}  # the adapter's default grouping
+    reference = make_env("himo/beacon", num_envs=2, seed=0)
+
+    def below_group(spec):
+        return {key[1:]: (spec[key].shape, spec[key].dtype) for key in spec.keys(True, True)}
+
+    # Same keys below the group (nested mission and reward components included), shapes and dtypes.
+    observations = below_group(env.full_observation_spec)
+    assert observations == below_group(reference.full_observation_spec)
+    assert below_group(env.full_reward_spec) == below_group(reference.full_reward_spec)
+    assert (keys.OBSERVATION, "mission", keys.INPUT_IDS) in observations
+    assert {(keys.REWARD_COMPONENTS, name) for name in COMPONENT_NAMES} <= set(observations)
+    # The raw env's tokenizer is exposed and decodes the (nested) mission ids.
+    tokenizer = env.tokenizers["mission"]
+    assert tokenizer is env.envs[0].tokenizers["mission"]
+    ids = env.reset()["agent", keys.OBSERVATION, "mission", keys.INPUT_IDS]
+    missions = {template.format(colour=colour) for template in MISSION_TEMPLATES for colour in COLOURS}
+    assert set(decode_ids(tokenizer, ids.reshape(-1, ids.shape[-1]))) <= missions
+
+
+def test_adapter_rollout_equals_himo_beacon_with_one_world_across_resets():
+    """Same seed and actions: observations, rewards, components and dones match, episode resets included."""
+    group_map = {"agents": ["agent_0", "agent_1"]}
+    adapted = make_env(BEACON_PETTINGZOO, num_envs=1, seed=3, max_steps=6, group_map=group_map)
+    reference = make_env("himo/beacon", num_envs=1, seed=3, max_steps=6)
+    actions = torch.randint(4, (20, 1, 2), generator=torch.Generator().manual_seed(0))
+
+    def run(env):
+        data, steps = env.reset(), []
+        for action in actions:
+            data.set(("agents", keys.ACTION), action)
+            step, data = env.step_and_maybe_reset(data)
+            steps.append(step.clone())
+        return torch.stack(steps, 1)
+
+    got, expected = run(adapted), run(reference)
+    assert expected["next", "done"].sum() >= 2, "the test needs auto-resets"
+    components = ("next", "agents", keys.REWARD_COMPONENTS)
+    assert any(expected[(*components, name)].any() for name in COMPONENT_NAMES)
+    assert set(got.keys(True, True)) == set(expected.keys(True, True))
+    for key in expected.keys(True, True):
+        assert torch.equal(got[key].to(expected[key].dtype), expected[key]), key

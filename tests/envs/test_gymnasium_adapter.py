@@ -118,6 +118,10 @@ def test_babyai_rejection_prints_are_silenced(capsys: pytest.CaptureFixture[str]
 def test_reward_components_from_info_reach_their_keys() -> None:
     env = make_gymnasium_env(COMPONENTS_ENV_ID, num_envs=2, seed=0)
     check_env_specs(env)
+    # Declared as observations (the project's convention), zero after a reset.
+    assert (GROUP, keys.REWARD_COMPONENTS, "bonus") in env.full_observation_spec.keys(True, True)
+    assert env.reward_keys == [(GROUP, keys.REWARD)]
+    assert torch.all(env.reset()[GROUP, keys.REWARD_COMPONENTS, "bonus"] == 0)
     data = env.rollout(EPISODE_LENGTH + 2, break_when_any_done=False)
     bonus = data["next", GROUP, keys.REWARD_COMPONENTS, "bonus"]
     penalty = data["next", GROUP, keys.REWARD_COMPONENTS, "penalty"]
@@ -145,6 +149,50 @@ def test_text_space_needs_a_vocabulary() -> None:
     converted = converter.convert({"note": ["hello world", "world"]}, [2, 1])
     assert converted["note", keys.INPUT_IDS].shape == (2, 1, 4)
     assert decode_ids(converter.tokenizers["note"], converted["note", keys.INPUT_IDS][:, 0]) == ["hello world", "world"]
+
+
+def test_nested_dict_spaces_give_nested_entries() -> None:
+    from envs.spaces import ObservationConverter
+
+    spaces = gymnasium.spaces
+    space = spaces.Dict(
+        {
+            "pos": spaces.Box(0.0, 1.0, (2,), np.float32),
+            "goal": spaces.Dict(
+                {
+                    "note": spaces.Text(20),
+                    "seen": spaces.Box(0, 1, (3,), dtype=np.bool_),
+                    "deeper": spaces.Dict({"cell": spaces.Discrete(6)}),
+                }
+            ),
+        }
+    )
+    converter = ObservationConverter(space, vocabularies={"note": ["red", "door"]}, text_length=4)
+    assert set(converter.spec.keys(True, True)) == {
+        "pos", ("goal", "note", keys.INPUT_IDS), ("goal", "note", keys.ATTENTION_MASK), ("goal", "seen"),
+        ("goal", "deeper", "cell"),
+    }
+    items = [
+        {"pos": np.array([0.1 * i, 0.5], np.float32),
+         "goal": {"note": "red door" if i % 2 else "door", "seen": np.array([True, False, i % 2 == 0]), "deeper": {"cell": i}}}
+        for i in range(6)
+    ]
+    # Per-item observations (PettingZoo) and a nested mapping of batched arrays (vector env) agree.
+    from_items = converter.convert(converter.collate(items), [3, 2])
+    batched = {
+        "pos": np.stack([item["pos"] for item in items]),
+        "goal": {
+            "note": np.array([item["goal"]["note"] for item in items]),
+            "seen": np.stack([item["goal"]["seen"] for item in items]),
+            "deeper": {"cell": np.array([i for i in range(6)])},
+        },
+    }
+    assert (from_items == converter.convert(batched, [3, 2])).all()
+    assert converter.spec.expand(3, 2).is_in(from_items)
+    assert from_items["goal", "deeper", "cell"].reshape(-1).tolist() == list(range(6))
+    assert from_items["goal", "seen"].dtype == torch.bool and not from_items["goal", "seen"][0, 0, 1]
+    notes = decode_ids(converter.tokenizers["note"], from_items["goal", "note", keys.INPUT_IDS].reshape(6, 4))
+    assert notes == ["door", "red door"] * 3
 
 
 def test_missing_optional_package_names_the_extra() -> None:

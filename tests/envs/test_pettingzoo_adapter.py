@@ -106,6 +106,10 @@ def test_reward_components_from_info_reach_their_keys() -> None:
     env = make_pettingzoo_env("envs_test_helpers", num_envs=2, seed=0)
     check_env_specs(env)
     assert env.group_map == {"runner": ["runner_0", "runner_1"]}
+    # Declared as observations (the project's convention), zero after a reset.
+    assert ("runner", keys.REWARD_COMPONENTS, "effort") in env.full_observation_spec.keys(True, True)
+    assert env.reward_keys == [("runner", keys.REWARD)]
+    assert torch.all(env.reset()["runner", keys.REWARD_COMPONENTS, "effort"] == 0)
     data = env.rollout(EPISODE_LENGTH + 1, break_when_any_done=False)
     effort = data["next", "runner", keys.REWARD_COMPONENTS, "effort"]
     assert effort.shape == (2, EPISODE_LENGTH + 1, 2, 1)

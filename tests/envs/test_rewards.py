@@ -13,6 +13,7 @@ from torchrl.envs.utils import check_env_specs
 
 from envs import keys
 from envs.gymnasium_adapter import GROUP, GymnasiumVectorEnv, make_gymnasium_env
+from envs.registry import make_env
 from envs.rewards import REWARD_FUNCTIONS, RewardChannels, StepCost, make_reward_function
 
 
@@ -70,30 +71,61 @@ def test_channels_sum_into_episode_returns() -> None:
     assert float(data["next", GROUP, keys.REWARD_CHANNELS, "episode_worker"][0, -1]) == 6.0
 
 
-class ObservedComponentsEnv(GymnasiumVectorEnv):
-    """Declares its reward components as observations (as the built-in envs do) instead of rewards."""
+# (env id, kwargs, groups): every env family, with episodes short enough to end within the rollout.
+AUTO_RESET_ENVS = [
+    ("gymnasium/CartPole-v1", {"max_episode_steps": 30}, ["agent"]),  # copies end apart: partial resets
+    ("gymnasium/BabyAI-GoToRedBallGrey-v0", {"max_steps": 6}, ["agent"]),
+    ("pettingzoo/mpe2.simple_speaker_listener_v4", {"max_cycles": 6}, ["speaker", "listener"]),
+    ("himo/beacon", {"max_steps": 6}, ["agents"]),
+]
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "groups"), AUTO_RESET_ENVS, ids=[case[0] for case in AUTO_RESET_ENVS])
+def test_components_are_observations_zero_after_reset(env_id: str, kwargs: dict, groups: list[str]) -> None:
+    base = make_env(env_id, num_envs=2, seed=0, **kwargs)
+    env_components = list(base.full_observation_spec[groups[0]].get(keys.REWARD_COMPONENTS, {}).keys())
+    mix = {"env": 1.0, "cost": 1.0, **{name: 0.5 for name in env_components[:1]}}
+    env = TransformedEnv(base, RewardChannels({"w": mix}, functions={"cost": StepCost(0.25)}))
+    check_env_specs(env)
+    for group in groups:
+        assert (group, keys.REWARD_COMPONENTS, "cost") in env.full_observation_spec.keys(True)
+        assert (group, keys.REWARD_COMPONENTS) not in env.full_reward_spec.keys(True)
+    torch.manual_seed(0)
+    data = env.rollout(40, break_when_any_done=False)
+    done = data["next", keys.DONE][..., 0]
+    assert done[:, :-1].any(), "the test needs an auto-reset inside the rollout"
+    for group in groups:
+        step = data["next", group, keys.REWARD_COMPONENTS]
+        # Channel by hand: team reward - 0.25 (+ 0.5 * the env's first component).
+        expected = data["next", group, keys.REWARD] - 0.25
+        if env_components:
+            expected = expected + 0.5 * step[env_components[0]]
+        assert torch.allclose(data["next", group, keys.REWARD_CHANNELS, "w"], expected)
+        # The root holds the previous step's components, or zeros where that step ended an episode.
+        for name in ["cost", *env_components]:
+            root = data[group, keys.REWARD_COMPONENTS, name]
+            assert torch.all(root[:, 0] == 0)
+            following = torch.where(done[:, :-1, None, None], torch.zeros_like(root[:, 1:]), step[name][:, :-1])
+            assert torch.equal(root[:, 1:], following)
+
+
+class RewardSpecComponentsEnv(GymnasiumVectorEnv):
+    """Declares its reward components as rewards, which the convention forbids."""
 
     def _make_specs(self) -> None:
         super()._make_specs()
-        components = self.reward_spec[GROUP, keys.REWARD_COMPONENTS]
-        reward_spec = self.reward_spec.clone()
-        del reward_spec[GROUP, keys.REWARD_COMPONENTS]
-        self.reward_spec = reward_spec
-        self.observation_spec[GROUP, keys.REWARD_COMPONENTS] = components
-
-    def _reset(self, tensordict=None, **kwargs):
-        output = super()._reset(tensordict, **kwargs)
-        output[GROUP, keys.REWARD_COMPONENTS] = self.observation_spec[GROUP, keys.REWARD_COMPONENTS].zero()
-        return output
+        observation_spec = self.observation_spec.clone()
+        components = observation_spec[GROUP, keys.REWARD_COMPONENTS]
+        del observation_spec[GROUP, keys.REWARD_COMPONENTS]
+        self.observation_spec = observation_spec
+        self.reward_spec[GROUP, keys.REWARD_COMPONENTS] = components
 
 
-def test_channels_follow_components_declared_as_observations() -> None:
-    vector_env = make_gymnasium_env(COMPONENTS_ENV_ID, num_envs=2, seed=0).vector_env
-    base = ObservedComponentsEnv(vector_env, reward_components=["bonus", "penalty"])
-    env = TransformedEnv(base, RewardChannels({"w": {"bonus": 1.0, "cost": 1.0}}, functions={"cost": StepCost(1.0)}))
-    check_env_specs(env)
-    assert (GROUP, keys.REWARD_COMPONENTS, "cost") in env.full_observation_spec.keys(True)
-    assert torch.all(env.rollout(3)["next", GROUP, keys.REWARD_CHANNELS, "w"] == 1.0)
+def test_components_declared_as_rewards_are_an_error() -> None:
+    vector_env = make_gymnasium_env(COMPONENTS_ENV_ID, num_envs=1, seed=0).vector_env
+    base = RewardSpecComponentsEnv(vector_env, reward_components=["bonus", "penalty"])
+    with pytest.raises(ValueError, match="observation spec"):
+        TransformedEnv(base, RewardChannels({"w": {"bonus": 1.0}}))
 
 
 def test_missing_component_lists_the_available_ones() -> None:

@@ -1,0 +1,45 @@
+"""TensorBoard tags: the one naming scheme for every metric himo logs (DESIGN.md §6).
+
+The step of every scalar is the number of env frames. Where an env has several agent groups,
+each tag is prefixed with ``<group>/``.
+"""
+
+from __future__ import annotations
+
+REWARD_ENV = "reward/env"
+EPISODE_RETURN = "episode/return"
+EPISODE_LENGTH = "episode/length"
+OPTION_LENGTH = "manager/option_length"
+MANAGER_ENTROPY = "manager/entropy"
+FPS = "time/fps"
+SCENARIO = "scenario"
+
+
+def reward_channel(worker: str) -> str:
+    """Mean per-step reward of a worker's channel."""
+    return f"reward/channel/{worker}"
+
+
+def episode_channel_return(worker: str) -> str:
+    """Mean episode return of a worker's channel."""
+    return f"episode/channel_return/{worker}"
+
+
+def option_frequency(worker: str) -> str:
+    """Share of the manager's decisions that chose ``worker``."""
+    return f"manager/option_frequency/{worker}"
+
+
+def loss(level: str, term: str) -> str:
+    """A loss term of a level (``manager`` or ``workers``)."""
+    return f"loss/{level}/{term}"
+
+
+def level_metric(name: str, level: str) -> str:
+    """A per-level diagnostic: ``grad_norm``, ``lr``, ``kl``, ``clip_fraction``, ``entropy``, ``skipped_updates``."""
+    return f"{name}/{level}"
+
+
+def in_group(group: str, tag: str, groups: int) -> str:
+    """``tag`` under ``group`` when the env has several groups, else unchanged."""
+    return f"{group}/{tag}" if groups > 1 else tag

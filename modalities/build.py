@@ -1,0 +1,22 @@
+"""Build a scenario's encoder for one agent group of a built environment."""
+
+from __future__ import annotations
+
+from tensordict.nn import TensorDictModuleBase
+from torchrl.envs import EnvBase
+
+from envs import keys
+from modalities.base import EncoderConfig, EncoderContext
+
+
+def encoder_context(env: EnvBase, group: str, observation_key: str, out_key: tuple[str, ...]) -> EncoderContext:
+    """What an encoder of ``(group, "observation", observation_key)`` needs to know, read off ``env``."""
+    in_key = keys.observation(group, observation_key)
+    spec = env.full_observation_spec[in_key]
+    tokenizers = getattr(env, "tokenizers", {}) or {}
+    return EncoderContext(in_key=in_key, out_key=out_key, spec=spec, tokenizer=tokenizers.get(observation_key))
+
+
+def build_encoder(config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:
+    """The encoder of ``modality`` for ``group``: reads its observation, writes ``(group, "embedding", modality)``."""
+    return config.build(encoder_context(env, group, config.key, keys.embedding(group, modality)))
