@@ -16,6 +16,8 @@ DONE = "done"
 TERMINATED = "terminated"
 TRUNCATED = "truncated"
 EPISODE_REWARD = "episode_reward"
+EPISODE_CHANNEL_RETURNS = "episode_channel_returns"
+STEP_COUNT = "step_count"
 
 # Text observations are token ids plus an attention mask, nested under the modality's key.
 INPUT_IDS = "input_ids"

@@ -96,7 +96,7 @@ class GroupLearner:
         """One round of PPO epochs on both levels; returns metrics keyed by their TensorBoard tags."""
         group = self.group
         with torch.no_grad():
-            successor = self.policy.networks(batch.get(keys.NEXT).select(group).copy())
+            successor = self.policy.evaluate(batch.get(keys.NEXT).select(group).copy())
         metrics = self._update_workers(batch, successor, frames)
         if self.manager_optimizer is not None:
             metrics |= self._update_manager(batch, successor, frames)
@@ -172,9 +172,9 @@ class GroupLearner:
                     value_coef=settings.value_coef,
                 )
                 loss = loss + terms.total()
-                sums[tags.loss(level, "objective")] += float(terms.loss_objective) / len(targets)
-                sums[tags.loss(level, "critic")] += float(terms.loss_critic) / len(targets)
-                sums[tags.loss(level, "entropy")] += float(terms.loss_entropy) / len(targets)
+                sums[tags.loss(level, "objective")] += terms.loss_objective.item() / len(targets)
+                sums[tags.loss(level, "critic")] += terms.loss_critic.item() / len(targets)
+                sums[tags.loss(level, "entropy")] += terms.loss_entropy.item() / len(targets)
                 sums[tags.level_metric("kl", level)] += float(terms.kl) / len(targets)
                 sums[tags.level_metric("clip_fraction", level)] += float(terms.clip_fraction) / len(targets)
                 sums[f"{level}/entropy"] += float(terms.entropy) / len(targets)

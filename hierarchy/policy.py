@@ -151,23 +151,33 @@ class GroupPolicy(TensorDictModuleBase):
             in_keys=[keys.embedding(group, modality) for modality in encoders],
             out_keys=[keys.manager(group, keys.LOGITS), keys.manager(group, keys.STATE_VALUE)],
         )
-        self.encoding = TensorDictSequential(*self.encoders.values(), *self.shared_encoders.values())
-        self.networks = TensorDictSequential(self.encoding, *self.workers.values(), self.manager)
         self.selector = OptionSelector(group, self.worker_names, every)
-        self.in_keys = sorted(set(self.networks.in_keys) | set(self.selector.in_keys) - set(self.networks.out_keys), key=str)
-        self.out_keys = list(self.networks.out_keys) + list(self.selector.out_keys)
+        # Built only to compute the declared keys; the modules stay registered once, above.
+        chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
+        self.in_keys = list(chain.in_keys)
+        self.out_keys = list(chain.out_keys)
+
+    def _encoding_modules(self) -> list[TensorDictModuleBase]:
+        return [*self.encoders.values(), *self.shared_encoders.values()]
+
+    def encode(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Every modality's embedding and every shared state's embedding."""
+        for module in self._encoding_modules():
+            module(tensordict)
+        return tensordict
 
     def evaluate(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Embeddings, every worker's logits and value, and the manager's logits and value (no decision)."""
-        return self.networks(tensordict)
+        self.evaluate_workers(tensordict)
+        return self.manager(tensordict)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Evaluate the networks, then decide and act."""
-        return self.selector(self.networks(tensordict))
+        return self.selector(self.evaluate(tensordict))
 
     def evaluate_workers(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Embeddings and every worker's logits and value (what the worker level learns through)."""
-        self.encoding(tensordict)
+        self.encode(tensordict)
         for worker in self.workers.values():
             worker(tensordict)
         return tensordict
@@ -175,7 +185,7 @@ class GroupPolicy(TensorDictModuleBase):
     def evaluate_manager(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The manager's logits and value; the embeddings it reads are computed without gradient."""
         with torch.no_grad():
-            self.encoding(tensordict)
+            self.encode(tensordict)
         return self.manager(tensordict)
 
     def worker_parameters(self) -> list[nn.Parameter]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torchrl.data import Categorical
-from torchrl.envs import EnvBase, TransformedEnv
+from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 
 from envs import keys
 from envs.registry import make_env
@@ -43,7 +45,7 @@ def check_observation_keys(scenario: Scenario, env: EnvBase) -> None:
                 raise _error(scenario, path, with_suggestion(message, key, available))
 
 
-def build_env(scenario: Scenario, *, num_envs: int | None = None) -> TransformedEnv:
+def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | None = None) -> TransformedEnv:
     """The scenario's batched environment with each worker's reward channel attached.
 
     Raises ``ScenarioError`` naming the field at fault when the environment rejects its kwargs,
@@ -53,7 +55,7 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None) -> Transformed
         base = make_env(
             scenario.env.id,
             num_envs=num_envs or scenario.env.num_envs,
-            seed=scenario.train.seed,
+            seed=scenario.train.seed if seed is None else seed,
             device=scenario.train.device,
             **scenario.env.kwargs,
         )
@@ -66,8 +68,23 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None) -> Transformed
         env = TransformedEnv(base, RewardChannels(mixes, functions=functions))
     except KeyError as error:
         raise _error(scenario, ("workers",), str(error.args[0])) from None
-    env.append_transform(option_state_transforms({group: agents_in(env, group) for group in agent_groups(env)}))
+    groups = agent_groups(env)
+    env.append_transform(option_state_transforms({group: agents_in(env, group) for group in groups}))
+    env.append_transform(_episode_returns(scenario, groups))
+    env.append_transform(StepCounter())
     return env
+
+
+def _episode_returns(scenario: Scenario, groups: list[str]) -> RewardSum:
+    """Running episode returns of the team reward and of every reward channel, per group."""
+    in_keys, out_keys = [], []
+    for group in groups:
+        in_keys.append((group, keys.REWARD))
+        out_keys.append((group, keys.EPISODE_REWARD))
+        for worker in scenario.workers:
+            in_keys.append((group, keys.REWARD_CHANNELS, worker))
+            out_keys.append((group, keys.EPISODE_CHANNEL_RETURNS, worker))
+    return RewardSum(in_keys=in_keys, out_keys=out_keys, reset_keys=["_reset"] * len(in_keys))
 
 
 SHARED_EMBEDDING_SIZE = 16
@@ -139,3 +156,28 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             group, encoders, shared_encoders, workers, network, actions, manager.termination.every
         )
     return HierarchicalPolicy(groups)
+
+
+LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager": ("manager",)}
+"""Sub-modules of each group policy that belong to each level."""
+
+
+def load_level_checkpoints(scenario: Scenario, policy: HierarchicalPolicy) -> None:
+    """Load the parameters of every level whose ``algorithm.<level>.checkpoint`` names a run checkpoint."""
+    from scenarios.checkpoint import CheckpointError, load_checkpoint
+
+    for level, modules in LEVEL_MODULES.items():
+        path = getattr(scenario.algorithm, level).checkpoint
+        if path is None:
+            continue
+        field = ("algorithm", level, "checkpoint")
+        try:
+            saved = load_checkpoint(Path(path))["policy"]
+        except (CheckpointError, KeyError) as error:
+            raise _error(scenario, field, str(error)) from None
+        own = policy.state_dict()
+        wanted = [name for name in own if name.split(".")[2] in modules]
+        missing = [name for name in wanted if name not in saved or saved[name].shape != own[name].shape]
+        if missing:
+            raise _error(scenario, field, f"{path} does not hold this scenario's {level} (first mismatch: {missing[0]})")
+        policy.load_state_dict({**own, **{name: saved[name] for name in wanted}})

@@ -6,8 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pathlib import Path
+
 from scenarios.catalog import builtin_scenarios
-from scenarios.errors import ScenarioError
+from scenarios.checkpoint import CheckpointError
+from scenarios.errors import RunError, ScenarioError
 from scenarios.loader import load, read_yaml, to_yaml
 
 SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
@@ -53,13 +56,26 @@ def _rollout(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(arguments: argparse.Namespace) -> int:
-    print(
-        f"himo {arguments.command}: hierarchical training is not available yet in this version; "
-        "`himo rollout SCENARIO` builds the scenario's environment and steps it with random actions.",
-        file=sys.stderr,
-    )
-    return 2
+def _train(arguments: argparse.Namespace) -> int:
+    from scenarios.run import train
+
+    scenario = load(arguments.scenario, arguments.set)
+    print(train(scenario, progress=not arguments.quiet).summary())
+    return 0
+
+
+def _resume(arguments: argparse.Namespace) -> int:
+    from scenarios.run import resume
+
+    print(resume(Path(arguments.run), progress=not arguments.quiet).summary())
+    return 0
+
+
+def _eval(arguments: argparse.Namespace) -> int:
+    from scenarios.evaluate import evaluate
+
+    print(evaluate(Path(arguments.run), arguments.episodes).summary())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,19 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     rollout.set_defaults(handler=_rollout)
 
-    train = commands.add_parser("train", help="train a scenario")
+    train = commands.add_parser("train", help="train a scenario; writes runs/<scenario>-<time>/")
     train.add_argument("scenario", metavar="SCENARIO")
     train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
-    train.set_defaults(handler=_not_yet)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a run's greedy policy")
     evaluate.add_argument("run", metavar="RUN")
-    evaluate.add_argument("--episodes", type=int, default=10)
-    evaluate.set_defaults(handler=_not_yet)
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    evaluate.set_defaults(handler=_eval)
 
     resume = commands.add_parser("resume", help="continue a run from its latest checkpoint")
     resume.add_argument("run", metavar="RUN")
-    resume.set_defaults(handler=_not_yet)
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    resume.set_defaults(handler=_resume)
     return parser
 
 
@@ -119,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)
-    except ScenarioError as error:
+    except (ScenarioError, CheckpointError, RunError) as error:
         print(error, file=sys.stderr)
         return 2
 

@@ -172,3 +172,7 @@ def from_validation(
         origin = next((origins[path[:end]] for end in range(len(path), -1, -1) if path[:end] in origins), fallback)
         problems.append(Problem(origin, shown, _message(detail, model, location)))
     return ScenarioError(problems)
+
+
+class RunError(Exception):
+    """A run stopped; the message says why and where its last good checkpoint is."""

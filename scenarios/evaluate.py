@@ -1,0 +1,94 @@
+"""Evaluate a run: its greedy policy on fresh episodes, through the same collector path as training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torchrl.collectors import Collector
+from torchrl.envs.utils import ExplorationType
+
+from envs import keys
+from scenarios.build import build_env, build_policy
+from scenarios.checkpoint import LATEST, load_checkpoint, seed_everything
+from scenarios.loader import load
+from scenarios.run import CHECKPOINT_FOLDER, SCENARIO_FILE
+
+EVALUATION_SEED_OFFSET = 1_000_003
+"""Evaluation envs are seeded apart from training envs so they see other episodes."""
+
+
+@dataclass
+class GroupEvaluation:
+    """Greedy-policy results of one agent group."""
+
+    team_return: float
+    channel_returns: dict[str, float] = field(default_factory=dict)
+    option_frequency: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """What ``himo eval`` prints."""
+
+    episodes: int
+    episode_length: float
+    groups: dict[str, GroupEvaluation]
+
+    def summary(self) -> str:
+        """A human-readable report."""
+        lines = [f"{self.episodes} episodes with the greedy policy, mean length {self.episode_length:.1f}"]
+        for group, result in self.groups.items():
+            lines.append(f"  {group}: team return {result.team_return:+.3f}")
+            for worker, value in result.channel_returns.items():
+                lines.append(f"    channel {worker}: return {value:+.3f}")
+            chosen = ", ".join(f"{worker} {share:.0%}" for worker, share in result.option_frequency.items())
+            lines.append(f"    manager chose: {chosen}")
+        return "\n".join(lines)
+
+
+def evaluate(folder: Path, episodes: int) -> Evaluation:
+    """Run the greedy policy of the run in ``folder`` until ``episodes`` episodes have ended."""
+    scenario = load(folder / SCENARIO_FILE)
+    checkpoint = load_checkpoint(folder / CHECKPOINT_FOLDER / LATEST)
+    seed_everything(scenario.train.seed + EVALUATION_SEED_OFFSET)
+    envs = min(episodes, scenario.env.num_envs)
+    env = build_env(scenario, num_envs=envs, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
+    policy = build_policy(scenario, env)
+    policy.load_state_dict(checkpoint["policy"])
+    torch.set_num_threads(scenario.train.threads)
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=envs * 64,
+        total_frames=-1,
+        exploration_type=ExplorationType.DETERMINISTIC,
+        auto_register_policy_transforms=False,
+    )
+    groups = list(policy.groups)
+    ends, decisions = [], {group: [] for group in groups}
+    for batch in collector:
+        ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
+        ends.append(batch.get(keys.NEXT)[ended].select(keys.STEP_COUNT, *groups))
+        for group in groups:
+            decision = batch.get((group, keys.MANAGER, keys.DECISION))
+            decisions[group].append(batch.get((keys.NEXT, group, keys.MANAGER, keys.OPTION))[decision])
+        if sum(end.shape[0] for end in ends) >= episodes:
+            break
+    collector.shutdown()
+    finished = torch.cat(ends)[:episodes]
+    results = {}
+    for group in groups:
+        chosen = torch.cat(decisions[group])
+        results[group] = GroupEvaluation(
+            team_return=finished.get((group, keys.EPISODE_REWARD)).mean().item(),
+            channel_returns={
+                worker: finished.get((group, keys.EPISODE_CHANNEL_RETURNS, worker)).mean().item()
+                for worker in scenario.workers
+            },
+            option_frequency={
+                worker: (chosen == index).float().mean().item() for index, worker in enumerate(scenario.workers)
+            },
+        )
+    return Evaluation(finished.shape[0], finished.get(keys.STEP_COUNT).float().mean().item(), results)

@@ -1,0 +1,38 @@
+"""Per-batch metrics of a collected batch, keyed by their TensorBoard tags (``hierarchy.tags``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tensordict import TensorDictBase
+
+from envs import keys
+from hierarchy import tags
+
+
+def batch_metrics(batch: TensorDictBase, groups: Sequence[str], workers: Sequence[str]) -> dict[str, float]:
+    """Rewards per step, returns and lengths of the episodes that ended, and the manager's choices."""
+    metrics: dict[str, float] = {}
+    ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
+    if ended.any():
+        metrics[tags.EPISODE_LENGTH] = batch.get((keys.NEXT, keys.STEP_COUNT))[ended].float().mean().item()
+    for group in groups:
+        after = batch.get((keys.NEXT, group))
+
+        def tag(name: str) -> str:
+            return tags.in_group(group, name, len(groups))
+
+        metrics[tag(tags.REWARD_ENV)] = after.get(keys.REWARD).float().mean().item()
+        for worker in workers:
+            metrics[tag(tags.reward_channel(worker))] = after.get((keys.REWARD_CHANNELS, worker)).float().mean().item()
+        if ended.any():
+            metrics[tag(tags.EPISODE_RETURN)] = after.get(keys.EPISODE_REWARD)[ended].float().mean().item()
+            for worker in workers:
+                returns = after.get((keys.EPISODE_CHANNEL_RETURNS, worker))[ended]
+                metrics[tag(tags.episode_channel_return(worker))] = returns.float().mean().item()
+        decision = batch.get((group, keys.MANAGER, keys.DECISION))
+        chosen = after.get((keys.MANAGER, keys.OPTION))[decision]
+        for index, worker in enumerate(workers):
+            share = (chosen == index).float().mean().item() if chosen.numel() else 0.0
+            metrics[tag(tags.option_frequency(worker))] = share
+    return metrics
