@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.himo-installed
 DEMO_SCENARIO ?= beacon
+DEMO_FRAMES ?= 50000
 
 .PHONY: install test demo clean
 
@@ -20,7 +21,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/himo rollout $(DEMO_SCENARIO) --steps 200
+	$(BIN)/himo train $(DEMO_SCENARIO) --set train.frames=$(DEMO_FRAMES)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -107,19 +107,14 @@ class WorkerConfig(Section):
 class TerminationConfig(Section):
     """When the manager makes its next decision (always at episode start)."""
 
-    kind: Literal["interval", "learned", "env"] = Field(
-        "interval", description="interval: every k steps; learned: a termination head per worker; env: env signals."
-    )
+    kind: Literal["interval"] = Field("interval", description="interval: the manager decides every k steps.")
     every: int = Field(4, ge=1, description="Option length for kind 'interval'.")
-    switching_cost: float = Field(0.01, ge=0.0, description="Penalty on terminating an option, for kind 'learned'.")
 
 
 class ManagerConfig(Section):
     """The manager: how it combines workers and when it decides."""
 
-    mode: Literal["select", "weighted"] = Field(
-        "select", description="select: one worker acts per option; weighted: a mixture of all workers."
-    )
+    mode: Literal["select"] = Field("select", description="select: one worker acts for the whole option.")
     termination: TerminationConfig = Field(default_factory=TerminationConfig, description="Option termination.")
     fusion: str = Field("concat", description="How the manager fuses modality embeddings: concat or attention.")
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
 
 HIMO = str(Path(sys.executable).parent / "himo")
@@ -41,10 +39,10 @@ def test_validate_rejects_a_typo_with_file_line_and_suggestion(tmp_path: Path) -
 
 
 def test_show_prints_the_resolved_scenario_with_overrides() -> None:
-    result = himo("show", DEFAULT_SCENARIO, "--set", "train.frames=777", "--set", "manager.mode=weighted")
+    result = himo("show", DEFAULT_SCENARIO, "--set", "train.frames=777", "--set", "manager.termination.every=9")
     assert result.returncode == 0, result.stderr
     assert "frames: 777" in result.stdout
-    assert "mode: weighted" in result.stdout
+    assert "every: 9" in result.stdout
     assert "lr_schedule:" in result.stdout, "every field is shown, defaults included"
 
 
@@ -67,8 +65,22 @@ def test_missing_file_is_an_error_not_a_traceback() -> None:
     assert "scenario file not found" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", [["train", DEFAULT_SCENARIO], ["eval", "runs/x"], ["resume", "runs/x"]])
-def test_training_commands_exist_and_say_they_are_not_available_yet(command: list[str]) -> None:
-    result = himo(*command)
+def test_train_eval_resume_from_the_command_line(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    overrides = ["--set", "train.frames=2048", "--set", "train.frames_per_batch=1024", "--set", f"log.dir={runs}"]
+    trained = himo("train", "cartpole", "--quiet", *overrides)
+    assert trained.returncode == 0, trained.stderr
+    (run,) = runs.iterdir()
+    assert f"run folder: {run}" in trained.stdout and "frames: 2048" in trained.stdout
+    evaluated = himo("eval", str(run), "--episodes", "3")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "3 episodes with the greedy policy" in evaluated.stdout and "manager chose: vector 100%" in evaluated.stdout
+    resumed = himo("resume", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "frames: 2048" in resumed.stdout, "a finished run has nothing left to train"
+
+
+def test_eval_of_a_folder_without_a_run_is_a_clear_error(tmp_path: Path) -> None:
+    result = himo("eval", str(tmp_path))
     assert result.returncode == 2
-    assert "not available yet" in result.stderr
+    assert "scenario.yaml: scenario file not found" in result.stderr and "Traceback" not in result.stderr

@@ -206,7 +206,7 @@ def test_overrides_are_typed_and_validated(tmp_path: Path) -> None:
         [
             "train.frames=5000",
             "train.gamma=0.9",
-            "manager.mode=weighted",
+            "manager.termination.every=2",
             "workers.image.hidden=[16, 16]",
             "workers.image.reward.novelty=0.25",
             "env.kwargs.size=7",
@@ -214,7 +214,7 @@ def test_overrides_are_typed_and_validated(tmp_path: Path) -> None:
     )
     assert scenario.train.frames == 5000 and isinstance(scenario.train.frames, int)
     assert scenario.train.gamma == 0.9
-    assert scenario.manager.mode == "weighted"
+    assert scenario.manager.termination.every == 2
     assert scenario.workers["image"].hidden == (16, 16)
     assert scenario.workers["image"].reward == {"explore": 1.0, "env": 0.5, "novelty": 0.25}
     assert scenario.env.kwargs == {"size": 7}
