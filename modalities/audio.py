@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 from tensordict.nn import TensorDictModule
 from torch import nn
 from transformers import ASTConfig, ASTModel
 
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.image import conv_encoder
-from modalities.layers import Activation, flatten_leading, freeze, unflatten_leading
+from modalities.image import ConvolutionFields, conv_encoder
+from modalities.layers import flatten_leading, freeze, unflatten_leading
 from modalities.spectrogram import Spectrogram, spectrogram_shape
 
 
@@ -44,18 +44,12 @@ class SpectrogramFields(EncoderConfig):
         return Spectrogram(self.n_fft, self.hop_length, self.mel_bins, self.sample_rate)
 
 
-class SpectrogramEncoderConfig(SpectrogramFields):
+class SpectrogramEncoderConfig(SpectrogramFields, ConvolutionFields):
     """``spectrogram``: log-magnitude spectrogram per channel, then a small CNN (channels = ears)."""
 
     modality: ClassVar[str] = "audio"
 
     encoder: Literal["spectrogram"] = Field("spectrogram", description="Encoder name.")
-    channels: tuple[PositiveInt, ...] = Field(
-        (16, 32), min_length=1, max_length=8, description="Output channels of each conv layer."
-    )
-    kernel_size: int = Field(3, ge=1, le=11, description="Side of every conv kernel (same-padded).")
-    stride: int = Field(2, ge=1, le=4, description="Stride of every conv layer.")
-    activation: Activation = Field("relu", description="Activation after each conv layer.")
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """Spectrogram + CNN ``[..., ears, samples] -> [..., embedding_dim]``."""

@@ -61,18 +61,23 @@ def conv_encoder(
     return nn.Sequential(trunk, nn.Linear(flat_size, embedding_dim))
 
 
-class CnnEncoderConfig(EncoderConfig):
-    """``cnn``: a small convolutional network over a channels-first image."""
+class ConvolutionFields(EncoderConfig):
+    """Settings of the convolutional trunk shared by the image ``cnn`` and the audio ``spectrogram`` encoders."""
 
-    modality: ClassVar[str] = "image"
-
-    encoder: Literal["cnn"] = Field("cnn", description="Encoder name.")
     channels: tuple[PositiveInt, ...] = Field(
         (16, 32), min_length=1, max_length=8, description="Output channels of each conv layer."
     )
     kernel_size: int = Field(3, ge=1, le=11, description="Side of every conv kernel (same-padded).")
     stride: int = Field(2, ge=1, le=4, description="Stride of every conv layer.")
     activation: Activation = Field("relu", description="Activation after each conv layer.")
+
+
+class CnnEncoderConfig(ConvolutionFields):
+    """``cnn``: a small convolutional network over a channels-first image."""
+
+    modality: ClassVar[str] = "image"
+
+    encoder: Literal["cnn"] = Field("cnn", description="Encoder name.")
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """CNN ``[..., C, H, W] -> [..., embedding_dim]``."""

@@ -215,7 +215,6 @@ class ScriptedBeaconPolicy:
         here = distance[:, :, view - 1, middle]
         front = distance[:, :, view - 2, middle]
         left = distance[:, :, view - 1, middle - 1]
-        right = distance[:, :, view - 1, middle + 1]
         # The agent's own cell is floor, so `here` is one more than its best neighbour when reachable.
         actions = torch.where(front < here, FORWARD, torch.where(left < here, LEFT, RIGHT))
         return actions, here < UNREACHABLE
