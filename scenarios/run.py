@@ -91,7 +91,9 @@ class Trainer:
                 learner.load_state_dict(checkpoint["learners"][group])
             restore_random_states(checkpoint["random"])
         torch.set_num_threads(scenario.train.threads)
-        self.writer = SummaryWriter(str(folder), purge_step=self.frames if checkpoint else None)
+        # TensorBoard drops what a resumed run logged past its checkpoint, i.e. steps above its frames: the
+        # checkpoint's own batch was logged before it was saved, so it stays (purge_step = frames would drop it).
+        self.writer = SummaryWriter(str(folder), purge_step=self.frames + 1 if checkpoint else None)
         self.returns: list[tuple[int, float]] = []
 
     @property
@@ -146,7 +148,11 @@ class Trainer:
                 recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
                 bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
         except NonFiniteLossError as error:
-            raise RunError(f"{error}\nlast good checkpoint: {self.checkpoint_path}") from None
+            if self.checkpoint_path.is_file():
+                saved = f"last good checkpoint: {self.checkpoint_path}"
+            else:  # naming a file that is not there would send the user looking for it
+                saved = f"no checkpoint was written yet (log.checkpoint_every is {scenario.log.checkpoint_every} frames)"
+            raise RunError(f"{error}\n{saved}") from None
         finally:
             bar.close()
             collector.shutdown()
