@@ -147,6 +147,7 @@ class GroupLearner:
             else:
                 self.policy.evaluate_manager(inputs)
             loss = torch.zeros(())
+            terms_of_minibatch: dict[str, float] = defaultdict(float)
             for name, target in targets.items():
                 batch_target = target[indices]
                 if level == "workers":
@@ -172,18 +173,26 @@ class GroupLearner:
                     value_coef=settings.value_coef,
                 )
                 loss = loss + terms.total()
-                sums[tags.loss(level, "objective")] += terms.loss_objective.item() / len(targets)
-                sums[tags.loss(level, "critic")] += terms.loss_critic.item() / len(targets)
-                sums[tags.loss(level, "entropy")] += terms.loss_entropy.item() / len(targets)
-                sums[tags.level_metric("kl", level)] += float(terms.kl) / len(targets)
-                sums[tags.level_metric("clip_fraction", level)] += float(terms.clip_fraction) / len(targets)
-                sums[f"{level}/entropy"] += float(terms.entropy) / len(targets)
+                for tag, value in (
+                    (tags.loss(level, "objective"), terms.loss_objective),
+                    (tags.loss(level, "critic"), terms.loss_critic),
+                    (tags.loss(level, "entropy"), terms.loss_entropy),
+                    (tags.level_metric("kl", level), terms.kl),
+                    (tags.level_metric("clip_fraction", level), terms.clip_fraction),
+                    (tags.entropy(level), terms.entropy),
+                ):
+                    terms_of_minibatch[tag] += value.item() / len(targets)
             report = optimizer.step(loss, frames)
             optimizer.raise_if_diverged()
-            sums[tags.level_metric("grad_norm", level)] += report.grad_norm
-            skipped += report.skipped
+            # A skipped update's terms are not finite: it is counted, not averaged in.
+            if report.skipped:
+                skipped += 1
+                continue
+            terms_of_minibatch[tags.level_metric("grad_norm", level)] = report.grad_norm
+            for tag, value in terms_of_minibatch.items():
+                sums[tag] += value
             steps += 1
-        metrics = {name: value / max(steps, 1) for name, value in sums.items()}
+        metrics = {name: value / steps for name, value in sums.items()}
         metrics[tags.level_metric("skipped_updates", level)] = float(skipped)
         metrics[tags.level_metric("lr", level)] = optimizer.lr
         return metrics

@@ -10,7 +10,6 @@ REWARD_ENV = "reward/env"
 EPISODE_RETURN = "episode/return"
 EPISODE_LENGTH = "episode/length"
 OPTION_LENGTH = "manager/option_length"
-MANAGER_ENTROPY = "manager/entropy"
 FPS = "time/fps"
 SCENARIO = "scenario"
 
@@ -33,6 +32,11 @@ def option_frequency(worker: str) -> str:
 def loss(level: str, term: str) -> str:
     """A loss term of a level (``manager`` or ``workers``)."""
     return f"loss/{level}/{term}"
+
+
+def entropy(level: str) -> str:
+    """Mean entropy of a level's policy (``manager/entropy``, ``workers/entropy``)."""
+    return f"{level}/entropy"
 
 
 def level_metric(name: str, level: str) -> str:

@@ -49,46 +49,53 @@ class Evaluation:
 
 
 def evaluate(folder: Path, episodes: int) -> Evaluation:
-    """Run the greedy policy of the run in ``folder`` until ``episodes`` episodes have ended."""
+    """Run the greedy policy of the run in ``folder`` for one episode in each of ``episodes`` envs.
+
+    Every env's first episode counts, however long it is, so short episodes are not favoured.
+    """
     scenario = load(folder / SCENARIO_FILE)
     checkpoint = load_checkpoint(folder / CHECKPOINT_FOLDER / LATEST)
     seed_everything(scenario.train.seed + EVALUATION_SEED_OFFSET)
-    envs = min(episodes, scenario.env.num_envs)
-    env = build_env(scenario, num_envs=envs, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
+    env = build_env(scenario, num_envs=episodes, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
     policy = build_policy(scenario, env)
     policy.load_state_dict(checkpoint["policy"])
     torch.set_num_threads(scenario.train.threads)
     collector = Collector(
         env,
         policy,
-        frames_per_batch=envs * 64,
+        frames_per_batch=episodes * 64,
         total_frames=-1,
         exploration_type=ExplorationType.DETERMINISTIC,
         auto_register_policy_transforms=False,
     )
     groups = list(policy.groups)
+    finished = torch.zeros(episodes, dtype=torch.bool)
     ends, decisions = [], {group: [] for group in groups}
     for batch in collector:
-        ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
-        ends.append(batch.get(keys.NEXT)[ended].select(keys.STEP_COUNT, *groups))
+        done = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
+        ends_before = done.cumsum(1) - done.long()
+        first_episode = (ends_before == 0) & ~finished[:, None]
+        first_end = done & first_episode
+        ends.append(batch.get(keys.NEXT)[first_end].select(keys.STEP_COUNT, *groups))
         for group in groups:
-            decision = batch.get((group, keys.MANAGER, keys.DECISION))
+            decision = batch.get((group, keys.MANAGER, keys.DECISION)) & first_episode[..., None]
             decisions[group].append(batch.get((keys.NEXT, group, keys.MANAGER, keys.OPTION))[decision])
-        if sum(end.shape[0] for end in ends) >= episodes:
+        finished |= done.any(1)
+        if finished.all():
             break
     collector.shutdown()
-    finished = torch.cat(ends)[:episodes]
-    results = {}
+    results = torch.cat(ends)
+    groups_evaluation = {}
     for group in groups:
         chosen = torch.cat(decisions[group])
-        results[group] = GroupEvaluation(
-            team_return=finished.get((group, keys.EPISODE_REWARD)).mean().item(),
+        groups_evaluation[group] = GroupEvaluation(
+            team_return=results.get((group, keys.EPISODE_REWARD)).mean().item(),
             channel_returns={
-                worker: finished.get((group, keys.EPISODE_CHANNEL_RETURNS, worker)).mean().item()
+                worker: results.get((group, keys.EPISODE_CHANNEL_RETURNS, worker)).mean().item()
                 for worker in scenario.workers
             },
             option_frequency={
                 worker: (chosen == index).float().mean().item() for index, worker in enumerate(scenario.workers)
             },
         )
-    return Evaluation(finished.shape[0], finished.get(keys.STEP_COUNT).float().mean().item(), results)
+    return Evaluation(results.shape[0], results.get(keys.STEP_COUNT).float().mean().item(), groups_evaluation)

@@ -86,9 +86,15 @@ class Trainer:
             for group, policy in self.policy.groups.items()
         }
         if checkpoint:
-            self.policy.load_state_dict(checkpoint["policy"])
-            for group, learner in self.learners.items():
-                learner.load_state_dict(checkpoint["learners"][group])
+            try:
+                self.policy.load_state_dict(checkpoint["policy"])
+                for group, learner in self.learners.items():
+                    learner.load_state_dict(checkpoint["learners"][group])
+            except (RuntimeError, ValueError, KeyError) as error:
+                raise RunError(
+                    f"{folder / SCENARIO_FILE} no longer matches the checkpoint it resumes "
+                    f"(was the scenario edited beyond train.frames?): {error}"
+                ) from None
             restore_random_states(checkpoint["random"])
         torch.set_num_threads(scenario.train.threads)
         # TensorBoard drops what a resumed run logged past its checkpoint, i.e. steps above its frames: the

@@ -69,7 +69,7 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         tags.EPISODE_RETURN,
         tags.EPISODE_LENGTH,
         tags.OPTION_LENGTH,
-        tags.MANAGER_ENTROPY,
+        tags.entropy("manager"),
         tags.FPS,
         *(tags.reward_channel(worker) for worker in WORKERS),
         *(tags.option_frequency(worker) for worker in WORKERS),

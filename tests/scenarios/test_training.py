@@ -170,6 +170,17 @@ def test_resume_with_more_frames_extends_a_finished_run(uninterrupted: Path, tmp
     assert resume(folder, progress=False).frames == 1024
 
 
+def test_resuming_an_incompatibly_edited_run_is_a_clear_error(tmp_path: Path) -> None:
+    folder = train(resume_scenario(512, tmp_path), progress=False).folder
+    settings = folder / "scenario.yaml"
+    data = yaml.safe_load(settings.read_text())
+    data["train"]["frames"] = 1024
+    data["workers"]["a"]["hidden"] = [8]
+    settings.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(RunError, match=r"scenario.yaml no longer matches the checkpoint it resumes"):
+        resume(folder, progress=False)
+
+
 class Poison:
     """Makes one level's PPO loss NaN in the batches whose frame count is in ``frames``."""
 
