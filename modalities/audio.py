@@ -14,7 +14,7 @@ from transformers import ASTConfig, ASTModel
 
 from modalities.base import EncoderConfig, EncoderContext
 from modalities.image import ConvolutionFields, conv_encoder
-from modalities.layers import flatten_leading, freeze, unflatten_leading
+from modalities.layers import flatten_leading, unflatten_leading
 from modalities.spectrogram import Spectrogram, spectrogram_shape
 
 
@@ -66,9 +66,7 @@ class SpectrogramEncoderConfig(SpectrogramFields, ConvolutionFields):
                 self.embedding_dim,
             ),
         )
-        if self.frozen:
-            freeze(network)
-        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        return self.wrap(network, context)
 
 
 class AudioSpectrogramTransformer(nn.Module):
@@ -130,6 +128,4 @@ class AstEncoderConfig(SpectrogramFields):
             attention_probs_dropout_prob=0.0,
         )
         network = AudioSpectrogramTransformer(self.spectrogram(), config, ears, self.embedding_dim)
-        if self.frozen:
-            freeze(network)
-        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        return self.wrap(network, context)

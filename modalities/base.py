@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from tensordict.nn import TensorDictModuleBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from torch import nn
 from torchrl.data import TensorSpec
 from transformers import PreTrainedTokenizerBase
+
+from modalities.layers import freeze
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,9 @@ class EncoderConfig(BaseModel):
     def build(self, context: EncoderContext) -> TensorDictModuleBase:
         """Return the TensorDictModule for this modality."""
         raise NotImplementedError(f"encoder {self.encoder!r} does not implement build()")
+
+    def wrap(self, network: nn.Module, context: EncoderContext) -> TensorDictModule:
+        """``network`` as a module from the context's input key to its output key, frozen if asked."""
+        if self.frozen:
+            freeze(network)
+        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])

@@ -14,7 +14,7 @@ from torchrl.modules import ConvNet
 from transformers import ViTConfig, ViTModel
 
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.layers import ACTIVATIONS, Activation, flatten_leading, freeze, unflatten_leading
+from modalities.layers import ACTIVATIONS, Activation, flatten_leading, unflatten_leading
 
 
 class ImageToFloat(nn.Module):
@@ -92,9 +92,7 @@ class CnnEncoderConfig(ConvolutionFields):
                 self.embedding_dim,
             ),
         )
-        if self.frozen:
-            freeze(network)
-        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        return self.wrap(network, context)
 
 
 class VisionTransformer(nn.Module):
@@ -153,6 +151,4 @@ class VitEncoderConfig(EncoderConfig):
             attention_probs_dropout_prob=0.0,
         )
         network = VisionTransformer(config, self.embedding_dim)
-        if self.frozen:
-            freeze(network)
-        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        return self.wrap(network, context)

@@ -12,7 +12,7 @@ from torchrl.data import Categorical, TensorSpec
 from torchrl.modules import MLP
 
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.layers import ACTIVATIONS, Activation, freeze
+from modalities.layers import ACTIVATIONS, Activation
 
 
 class VectorToFloat(nn.Module):
@@ -65,6 +65,4 @@ class MlpEncoderConfig(EncoderConfig):
                 activation_class=ACTIVATIONS[self.activation],
             ),
         )
-        if self.frozen:
-            freeze(network)
-        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        return self.wrap(network, context)
