@@ -46,6 +46,8 @@ class TrainResult:
     frames: int
     returns: list[tuple[int, float]] = field(default_factory=list)
     """(frames, mean return of the episodes that ended in that batch), per batch that ended any."""
+    fps: float = 0.0
+    """Env frames per second of this process's part of the run (collection and learning)."""
 
     def summary(self) -> str:
         """Start and end of the learning curve, and where to look."""
@@ -164,7 +166,8 @@ class Trainer:
             collector.shutdown()
             self.writer.close()
         self.save()
-        return TrainResult(self.folder, self.frames, self.returns)
+        seconds = max((datetime.now() - start).total_seconds(), 1e-9)
+        return TrainResult(self.folder, self.frames, self.returns, (self.frames - start_frames) / seconds)
 
     def _log(self, metrics: dict[str, float], groups: list[str]) -> None:
         for name, value in metrics.items():

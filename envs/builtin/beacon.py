@@ -30,8 +30,9 @@ key                                               shape                        d
 
 Actions (``env.action_names``): ``left``, ``right`` (turn 90 degrees), ``forward``, ``stay``.
 
-Team reward, the same for every agent: ``1 - 0.9 * steps / max_steps`` on the step on which the
-last agent arrives, else 0 (failure on lava or a wrong beacon, or truncation, gives 0).
+Team reward, the same for every agent: ``(1 - 0.9 * steps / max_steps) / agents`` for each agent
+that arrives on this step, else 0; a whole success (every agent arrives) is worth at most 1 in
+all. Failure on lava or a wrong beacon ends the episode with no further reward.
 
 Reward components (one per modality; shaping terms a specialist can learn from; they are part
 of the observation spec, like TorchRL's info readers, so they are written under ``"next"``):

@@ -10,7 +10,8 @@ Rules of one step, applied to every agent at once:
       into a beacon *touches* it without moving: the agent's own target (the colour its mission
       names) makes it *arrive* (it then stays still), any other beacon fails the team.
 The episode terminates with success when every agent has arrived, with failure on lava or a
-wrong beacon, and is truncated after ``max_steps`` steps.
+wrong beacon, and is truncated after ``max_steps`` steps. The team reward pays each arrival its
+share ``(1 - 0.9 * steps / max_steps) / agents``, so a whole success is worth at most 1.
 """
 
 from __future__ import annotations
@@ -234,7 +235,9 @@ class BeaconWorld:
         success = self.arrived.all(-1)
         terminated = success | (entered_lava | touched_wrong).any(-1)
         truncated = (self.step_count >= config.max_steps) & ~terminated
-        reward = success.float() * (1.0 - 0.9 * self.step_count.float() / config.max_steps)
+        # Each arrival earns the team its share, sooner is worth more: a full success totals at most 1.
+        arrivals = touched_target.float().sum(-1) / touched_target.shape[-1]
+        reward = arrivals * (1.0 - 0.9 * self.step_count.float() / config.max_steps)
 
         flat, inside = self.view_cells()
         newly_seen = (~self.seen.gather(2, flat) & inside).sum(-1).float()

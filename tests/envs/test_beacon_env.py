@@ -139,6 +139,18 @@ def step(env: BeaconEnv, actions: list[list[int]]):
     return env.step(td).get(keys.NEXT)
 
 
+def test_team_reward_pays_each_arrival_its_share():
+    env = make(num_envs=1, agents=2, beacons=2, max_steps=10)
+    # Agent 0 faces its beacon; agent 1 is one step away from facing its own.
+    place(env, 0, [(2, 2, 0), (5, 5, 1)], [(3, 2, 0), (5, 7, 1)])
+    first = step(env, [[FORWARD, FORWARD]])
+    assert torch.allclose(first.get((GROUP, keys.REWARD))[0, :, 0], torch.full((2,), 0.5 * (1 - 0.9 * 1 / 10)))
+    assert not first.get(keys.TERMINATED).any()
+    second = step(env, [[FORWARD, FORWARD]])
+    assert torch.allclose(second.get((GROUP, keys.REWARD))[0, :, 0], torch.full((2,), 0.5 * (1 - 0.9 * 2 / 10)))
+    assert second.get(keys.TERMINATED).all()
+
+
 def test_rules_success_wrong_beacon_lava_and_components():
     env = make(num_envs=3, agents=2, beacons=2, max_steps=10)
     # env 0: both agents face their own beacon -> team success on step 1.
