@@ -242,11 +242,14 @@ def evaluate_scripted(env: BeaconEnv, policy: ScriptedBeaconPolicy) -> dict[str,
         done = following.get(keys.DONE).squeeze(-1)
         components = following.get((group, keys.REWARD_COMPONENTS))
         reward = following.get((group, keys.REWARD))[:, 0, 0]
+        lava = (components.get("explore") <= -0.5).any(1).squeeze(-1)
+        wrong_beacon = (components.get("instruction") < 0).any(1).squeeze(-1)
         totals["return"] += reward * live
         totals["length"] += live
-        totals["success"] += (following.get(keys.TERMINATED).squeeze(-1) & (reward > 0)).float() * live
-        totals["lava"] += (components.get("explore") <= -0.5).any(1).squeeze(-1).float() * live
-        totals["wrong_beacon"] += (components.get("instruction") < 0).any(1).squeeze(-1).float() * live
+        # An episode terminates on success (everyone arrived) or on a failure of this step.
+        totals["success"] += (following.get(keys.TERMINATED).squeeze(-1) & ~lava & ~wrong_beacon).float() * live
+        totals["lava"] += lava.float() * live
+        totals["wrong_beacon"] += wrong_beacon.float() * live
         totals["timeout"] += following.get(keys.TRUNCATED).squeeze(-1).float() * live
         finished |= done
         policy.reset(done.cpu())
