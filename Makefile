@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.himo-installed
 DEMO_SCENARIO ?= beacon
-DEMO_FRAMES ?= 50000
+DEMO_FRAMES ?= 100000
 
 .PHONY: install test demo clean
 
