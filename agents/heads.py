@@ -51,3 +51,29 @@ class ActorCriticHeads(nn.Module):
         logits = self.actor(inputs)
         logits = logits.masked_fill(~self.allowed, torch.finfo(logits.dtype).min)
         return logits, self.critic(inputs)
+
+
+class OptionCriticHeads(nn.Module):
+    """Option-critic heads over discrete options: a termination logit and an option value per option.
+
+    Args:
+        in_features: size of the feature vector.
+        options: number of options (the manager's workers).
+        hidden_sizes: hidden layer sizes of both MLPs.
+    """
+
+    def __init__(self, in_features: int, options: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        # A small last layer starts every termination probability near 1/2.
+        self.termination = _orthogonal_init(
+            MLP(in_features=in_features, out_features=options, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
+            last_gain=0.01,
+        )
+        self.option_value = _orthogonal_init(
+            MLP(in_features=in_features, out_features=options, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
+            last_gain=1.0,
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(termination logits [..., options], option values [..., options])``."""
+        return self.termination(features), self.option_value(features)

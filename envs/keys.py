@@ -40,6 +40,8 @@ AGE = "age"
 DECISION = "decision"
 WEIGHTS = "weights"
 TERMINATION = "termination"
+TERMINATION_LOGITS = "termination_logits"  # beta_o(s) = sigmoid(logit_o), per worker (learned termination)
+OPTION_VALUES = "option_values"  # Q(s, o) per worker (learned termination)
 LOG_PROB = "log_prob"
 STATE_VALUE = "state_value"
 LOGITS = "logits"

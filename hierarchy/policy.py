@@ -2,11 +2,11 @@
 
 At every step, for every agent: each modality is encoded once; every worker's heads give logits
 and a value for its own reward channel; the manager reads the fused (detached) embeddings of all
-modalities. At a decision point (episode start, or the option's age reached ``every``) the
-manager picks a worker; otherwise the active worker is carried over from the previous step. The
-active worker's logits give the action. The option state is read from ``(group, "manager", ...)``
-and written to ``("next", group, "manager", ...)``, so it travels as env state (see
-``hierarchy.state``) and any TorchRL collector carries it.
+modalities and scores the workers (with learned termination, it also gives each worker's
+termination logit and option value). The selector (``hierarchy.selectors``) then decides where
+due, carries the option elsewhere and takes the action. The option state is read from
+``(group, "manager", ...)`` and written to ``("next", group, "manager", ...)``, so it travels as
+env state (see ``hierarchy.state``) and any TorchRL collector carries it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
-from torch.distributions import Categorical
-from torchrl.envs.utils import ExplorationType, exploration_type
 
-from agents.heads import ActorCriticHeads
+from agents.heads import ActorCriticHeads, OptionCriticHeads
 from envs import keys
-from hierarchy.state import IS_INIT
+from hierarchy.selectors import OptionRules, OptionSelector
 
 
 @dataclass(frozen=True)
@@ -39,73 +37,26 @@ class WorkerSpec:
 
 
 class ManagerNetwork(nn.Module):
-    """Fusion of the detached modality embeddings, then manager logits over workers and a value."""
+    """Fusion of the detached modality embeddings, then the manager's scores over workers and a value.
 
-    def __init__(self, fusion: nn.Module, fused_size: int, workers: int, hidden_sizes: Sequence[int]) -> None:
+    With ``option_critic`` it also has a termination head and an option-value head over the
+    workers, on the same fused embedding (learned termination).
+    """
+
+    def __init__(
+        self, fusion: nn.Module, fused_size: int, workers: int, hidden_sizes: Sequence[int], option_critic: bool = False
+    ) -> None:
         super().__init__()
         self.fusion = fusion
         self.heads = ActorCriticHeads(fused_size, workers, hidden_sizes)
+        self.option_heads = OptionCriticHeads(fused_size, workers, hidden_sizes) if option_critic else None
 
-    def forward(self, *embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits [..., workers], value [..., 1])``."""
+    def forward(self, *embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any."""
         # Workers train the encoders; the manager learns which specialist to trust on top of them.
         fused = self.fusion(*(embedding.detach() for embedding in embeddings))
-        return self.heads(fused)
-
-
-def greedy() -> bool:
-    """Whether the current exploration type asks for the most likely choice instead of a sample."""
-    return exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE)
-
-
-class OptionSelector(TensorDictModuleBase):
-    """``select`` mode with ``interval`` termination: who acts now, and the action it takes."""
-
-    def __init__(self, group: str, workers: Sequence[str], every: int) -> None:
-        super().__init__()
-        self.group = group
-        self.workers = list(workers)
-        self.every = every
-        self.in_keys = [
-            IS_INIT,
-            keys.manager(group, keys.OPTION),
-            keys.manager(group, keys.AGE),
-            keys.manager(group, keys.LOGITS),
-            *(keys.worker(group, name, keys.LOGITS) for name in self.workers),
-        ]
-        self.out_keys = [
-            keys.manager(group, keys.DECISION),
-            keys.manager(group, keys.LOG_PROB),
-            (keys.NEXT, *keys.manager(group, keys.OPTION)),
-            (keys.NEXT, *keys.manager(group, keys.AGE)),
-            (group, keys.ACTION),
-            *(keys.worker(group, name, keys.LOG_PROB) for name in self.workers),
-        ]
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Decide where due, carry the option elsewhere, sample (or take the mode of) the action."""
-        group = self.group
-        previous = tensordict.get(keys.manager(group, keys.OPTION))
-        age = tensordict.get(keys.manager(group, keys.AGE))
-        decision = tensordict.get(IS_INIT).expand_as(previous) | (age >= self.every)
-        manager = Categorical(logits=tensordict.get(keys.manager(group, keys.LOGITS)))
-        choice = manager.mode if greedy() else manager.sample()
-        option = torch.where(decision, choice, previous)
-
-        logits = torch.stack([tensordict.get(keys.worker(group, name, keys.LOGITS)) for name in self.workers], dim=-2)
-        index = option[..., None, None].expand(*option.shape, 1, logits.shape[-1])
-        acting = Categorical(logits=logits.gather(-2, index).squeeze(-2))
-        action = acting.mode if greedy() else acting.sample()
-        worker_log_probs = logits.log_softmax(-1).gather(-1, action[..., None, None].expand(*action.shape, len(self.workers), 1))
-
-        tensordict.set(keys.manager(group, keys.DECISION), decision)
-        tensordict.set(keys.manager(group, keys.LOG_PROB), manager.log_prob(option))
-        tensordict.set((keys.NEXT, *keys.manager(group, keys.OPTION)), option)
-        tensordict.set((keys.NEXT, *keys.manager(group, keys.AGE)), torch.where(decision, 1, age + 1))
-        tensordict.set((group, keys.ACTION), action)
-        for index, name in enumerate(self.workers):
-            tensordict.set(keys.worker(group, name, keys.LOG_PROB), worker_log_probs[..., index, 0])
-        return tensordict
+        outputs = self.heads(fused)
+        return outputs if self.option_heads is None else (*outputs, *self.option_heads(fused))
 
 
 class GroupPolicy(TensorDictModuleBase):
@@ -118,7 +69,7 @@ class GroupPolicy(TensorDictModuleBase):
         workers: the workers, in the manager's choice order.
         manager: the manager network, reading every modality's embedding.
         actions: number of discrete actions of the group.
-        every: option length (interval termination).
+        rules: the manager's mode and termination.
     """
 
     def __init__(
@@ -129,7 +80,7 @@ class GroupPolicy(TensorDictModuleBase):
         workers: Sequence[WorkerSpec],
         manager: ManagerNetwork,
         actions: int,
-        every: int,
+        rules: OptionRules,
     ) -> None:
         super().__init__()
         self.group = group
@@ -146,12 +97,16 @@ class GroupPolicy(TensorDictModuleBase):
                 for worker in workers
             }
         )
+        if rules.learned != (manager.option_heads is not None):
+            raise ValueError("learned termination needs a manager network with option-critic heads, and only it")
+        self.rules = rules
+        manager_outputs = [keys.manager(group, keys.LOGITS), keys.manager(group, keys.STATE_VALUE)]
+        if rules.learned:
+            manager_outputs += [keys.manager(group, keys.TERMINATION_LOGITS), keys.manager(group, keys.OPTION_VALUES)]
         self.manager = TensorDictModule(
-            manager,
-            in_keys=[keys.embedding(group, modality) for modality in encoders],
-            out_keys=[keys.manager(group, keys.LOGITS), keys.manager(group, keys.STATE_VALUE)],
+            manager, in_keys=[keys.embedding(group, modality) for modality in encoders], out_keys=manager_outputs
         )
-        self.selector = OptionSelector(group, self.worker_names, every)
+        self.selector = OptionSelector(group, self.worker_names, rules)
         # Built only to compute the declared keys; the modules stay registered once, above.
         chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
         self.in_keys = list(chain.in_keys)
@@ -167,7 +122,7 @@ class GroupPolicy(TensorDictModuleBase):
         return tensordict
 
     def evaluate(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Embeddings, every worker's logits and value, and the manager's logits and value (no decision)."""
+        """Embeddings, every worker's logits and value, and the manager's outputs (no decision)."""
         self.evaluate_workers(tensordict)
         return self.manager(tensordict)
 
@@ -183,7 +138,10 @@ class GroupPolicy(TensorDictModuleBase):
         return tensordict
 
     def evaluate_manager(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """The manager's logits and value; the embeddings it reads are computed without gradient."""
+        """The manager's outputs (scores, value, and termination logits and option values if learned).
+
+        The embeddings it reads are computed without gradient.
+        """
         with torch.no_grad():
             self.encode(tensordict)
         return self.manager(tensordict)
@@ -194,7 +152,7 @@ class GroupPolicy(TensorDictModuleBase):
         return [parameter for module in modules for parameter in module.parameters()]
 
     def manager_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the manager level: its fusion and heads."""
+        """Parameters of the manager level: its fusion and heads (termination and option-value heads included)."""
         return list(self.manager.parameters())
 
 

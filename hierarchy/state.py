@@ -1,8 +1,8 @@
-"""Option state as env state: the active worker and its age travel between steps as primed keys.
+"""Option state as env state: the active worker, its age and the workers' weights travel between steps as primed keys.
 
-A ``TensorDictPrimer`` declares ``(group, "manager", "option")`` and ``(group, "manager", "age")``
-(zeros at every reset) and an ``InitTracker`` flags each episode's first step, where the manager
-always decides. The policy reads the state and writes its successor under ``"next"``, so any
+A ``TensorDictPrimer`` declares ``(group, "manager", "option")``, ``(group, "manager", "age")`` and
+``(group, "manager", "weights")`` (zeros at every reset) and an ``InitTracker`` flags each
+episode's first step, where the manager always decides. The policy reads the state and writes its successor under ``"next"``, so any
 TorchRL collector carries it and episodes reset it.
 """
 
@@ -20,15 +20,22 @@ IS_INIT = "is_init"
 """Root key set by ``InitTracker``: True at the first step of an episode."""
 
 
-def option_state_transforms(agents_per_group: Mapping[str, int]) -> Compose:
-    """The transforms that give an env the option state of every group (``{group: number of agents}``)."""
+def option_state_transforms(agents_per_group: Mapping[str, int], workers: int) -> Compose:
+    """The transforms that give an env the option state of every group (``{group: number of agents}``).
+
+    ``weights`` (one per worker, float) is the weighted mode's mixture and the one-hot of the option in
+    select mode, so both modes carry the same state.
+    """
     # Nested composites carry the agent dim so the primed state lines up with the group's data.
     primers = Composite(
         {
             group: Composite(
                 {
                     keys.MANAGER: Composite(
-                        {leaf: Unbounded(shape=(agents,), dtype=torch.int64) for leaf in (keys.OPTION, keys.AGE)},
+                        {
+                            **{leaf: Unbounded(shape=(agents,), dtype=torch.int64) for leaf in (keys.OPTION, keys.AGE)},
+                            keys.WEIGHTS: Unbounded(shape=(agents, workers), dtype=torch.float32),
+                        },
                         shape=(agents,),
                     )
                 },

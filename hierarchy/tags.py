@@ -10,6 +10,10 @@ REWARD_ENV = "reward/env"
 EPISODE_RETURN = "episode/return"
 EPISODE_LENGTH = "episode/length"
 OPTION_LENGTH = "manager/option_length"
+TERMINATION_PROBABILITY = "manager/termination_probability"
+"""Learned termination: mean ``beta_o(s_t)`` over the steps that feed the termination gradient."""
+TERMINATION_ADVANTAGE = "manager/termination_advantage"
+"""Learned termination: mean ``A(s_t, o)`` (option value over the manager's baseline) on those steps."""
 FPS = "time/fps"
 SCENARIO = "scenario"
 
@@ -25,7 +29,7 @@ def episode_channel_return(worker: str) -> str:
 
 
 def option_frequency(worker: str) -> str:
-    """Share of the manager's decisions that chose ``worker``."""
+    """Mean weight of ``worker`` at the manager's decisions: the share of decisions that chose it in select mode."""
     return f"manager/option_frequency/{worker}"
 
 

@@ -11,12 +11,13 @@ from envs import keys
 from envs.registry import make_env
 from envs.rewards import RewardChannels, make_reward_function
 from hierarchy.policy import GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
+from hierarchy.selectors import OptionRules
 from hierarchy.state import option_state_transforms
 from modalities.build import build_encoder, encoder_context
 from modalities.fusion import build_fusion
 from modalities.vector import MlpEncoderConfig
 from scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
-from scenarios.schema import Scenario
+from scenarios.schema import LearnedTermination, Scenario
 
 
 def _error(scenario: Scenario, path: tuple[str, ...], message: str) -> ScenarioError:
@@ -69,7 +70,7 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     except KeyError as error:
         raise _error(scenario, ("workers",), str(error.args[0])) from None
     groups = agent_groups(env)
-    env.append_transform(option_state_transforms({group: agents_in(env, group) for group in groups}))
+    env.append_transform(option_state_transforms({group: agents_in(env, group) for group in groups}, len(scenario.workers)))
     env.append_transform(_episode_returns(scenario, groups))
     env.append_transform(StepCounter())
     return env
@@ -99,7 +100,9 @@ def agents_in(env: EnvBase, group: str) -> int:
 def _action_count(scenario: Scenario, env: EnvBase, group: str) -> int:
     spec = env.full_action_spec[group, keys.ACTION]
     if not isinstance(spec, Categorical):
-        raise _error(scenario, ("env", "id"), f"group {group!r} has {type(spec).__name__} actions; only discrete actions are supported yet")
+        # Both manager modes compose categorical policies (weighted mode mixes them); continuous ones are not built yet.
+        message = f"group {group!r} has {type(spec).__name__} actions; only discrete actions are supported yet"
+        raise _error(scenario, ("env", "id"), f"{message} (manager mode {scenario.manager.mode!r} needs categorical workers)")
     return int(spec.space.n)
 
 
@@ -118,6 +121,14 @@ def _allowed_actions(scenario: Scenario, env: EnvBase, worker_name: str, actions
             known = f"names {names} or indices 0..{actions - 1}" if names else f"indices 0..{actions - 1}"
             raise _error(scenario, ("workers", worker_name, "actions"), f"unknown action {action!r}; expected {known}")
     return tuple(allowed)
+
+
+def option_rules(scenario: Scenario) -> OptionRules:
+    """The manager's mode and termination as the policy and learner read them."""
+    termination = scenario.manager.termination
+    if isinstance(termination, LearnedTermination):
+        return OptionRules(mode=scenario.manager.mode, termination="learned", switching_cost=termination.switching_cost)
+    return OptionRules(mode=scenario.manager.mode, termination="interval", every=termination.every)
 
 
 def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
@@ -151,10 +162,9 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             embedding_dim=64,
             input_dims=[config.embedding_dim for config in scenario.modalities.values()],
         ).module
-        network = ManagerNetwork(fusion, fusion.output_dim, len(workers), manager.hidden)
-        groups[group] = GroupPolicy(
-            group, encoders, shared_encoders, workers, network, actions, manager.termination.every
-        )
+        rules = option_rules(scenario)
+        network = ManagerNetwork(fusion, fusion.output_dim, len(workers), manager.hidden, option_critic=rules.learned)
+        groups[group] = GroupPolicy(group, encoders, shared_encoders, workers, network, actions, rules)
     return HierarchicalPolicy(groups)
 
 

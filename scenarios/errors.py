@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def fields_at(model: type[BaseModel], location: FieldPath) -> list[str]:
             current = current.model_fields[part].annotation
         elif origin in (Mapping, dict, typing.Mapping):
             current = typing.get_args(current)[1]
-        elif origin is typing.Union:
+        elif origin in (typing.Union, types.UnionType):
             current = _tagged_member(current, part)
         else:
             return []
@@ -166,6 +167,8 @@ def from_validation(
         cause = detail.get("ctx", {}).get("error")
         if isinstance(cause, FieldProblem):
             location = location + cause.path
+        if detail["type"] == "union_tag_invalid":  # the offending value is the tag field itself
+            location = location + (str(detail["ctx"]["discriminator"]).strip("'"),)
         path = data_path(data, location)
         # The offending key itself is not in the data when it is missing; name it all the same.
         shown = path if detail["type"] != "missing" else path + location[len(location) - 1 :]

@@ -26,6 +26,7 @@ class GroupEvaluation:
     team_return: float
     channel_returns: dict[str, float] = field(default_factory=dict)
     option_frequency: dict[str, float] = field(default_factory=dict)
+    """Mean weight of each worker at the manager's decisions (the share of decisions in select mode)."""
 
 
 @dataclass
@@ -79,7 +80,7 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
         ends.append(batch.get(keys.NEXT)[first_end].select(keys.STEP_COUNT, *groups))
         for group in groups:
             decision = batch.get((group, keys.MANAGER, keys.DECISION)) & first_episode[..., None]
-            decisions[group].append(batch.get((keys.NEXT, group, keys.MANAGER, keys.OPTION))[decision])
+            decisions[group].append(batch.get((keys.NEXT, group, keys.MANAGER, keys.WEIGHTS))[decision])
         finished |= done.any(1)
         if finished.all():
             break
@@ -94,8 +95,6 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
                 worker: results.get((group, keys.EPISODE_CHANNEL_RETURNS, worker)).mean().item()
                 for worker in scenario.workers
             },
-            option_frequency={
-                worker: (chosen == index).float().mean().item() for index, worker in enumerate(scenario.workers)
-            },
+            option_frequency={worker: chosen[:, index].mean().item() for index, worker in enumerate(scenario.workers)},
         )
     return Evaluation(results.shape[0], results.get(keys.STEP_COUNT).float().mean().item(), groups_evaluation)

@@ -11,7 +11,11 @@ from hierarchy import tags
 
 
 def batch_metrics(batch: TensorDictBase, groups: Sequence[str], workers: Sequence[str]) -> dict[str, float]:
-    """Rewards per step, returns and lengths of the episodes that ended, and the manager's choices."""
+    """Rewards per step, returns and lengths of the episodes that ended, and the manager's choices.
+
+    A worker's option frequency is its mean weight at the manager's decisions: the share of the
+    decisions that chose it in select mode, its mean mixture weight in weighted mode.
+    """
     metrics: dict[str, float] = {}
     ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
     if ended.any():
@@ -30,9 +34,10 @@ def batch_metrics(batch: TensorDictBase, groups: Sequence[str], workers: Sequenc
             for worker in workers:
                 returns = after.get((keys.EPISODE_CHANNEL_RETURNS, worker))[ended]
                 metrics[tag(tags.episode_channel_return(worker))] = returns.float().mean().item()
+        # Weights are the option's one-hot in select mode: their mean is the share of decisions.
         decision = batch.get((group, keys.MANAGER, keys.DECISION))
-        chosen = after.get((keys.MANAGER, keys.OPTION))[decision]
+        chosen = after.get((keys.MANAGER, keys.WEIGHTS))[decision]
         for index, worker in enumerate(workers):
-            share = (chosen == index).float().mean().item() if chosen.numel() else 0.0
+            share = chosen[:, index].mean().item() if chosen.numel() else 0.0
             metrics[tag(tags.option_frequency(worker))] = share
     return metrics

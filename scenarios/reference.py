@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -79,10 +80,38 @@ def _mapped_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _section_union(annotation: Any) -> list[type[BaseModel]]:
+    """The members of a union of sections (e.g. termination kinds); empty for anything else."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return []
+    members = list(typing.get_args(annotation))
+    return members if all(isinstance(member, type) and issubclass(member, BaseModel) for member in members) else []
+
+
+def _union_rows(members: list[type[BaseModel]], field: FieldInfo, prefix: str) -> Iterator[FieldRow]:
+    """The tag field once (its values and each one's description), then every member's own fields."""
+    tag = next(name for name in members[0].model_fields if all(name in member.model_fields for member in members))
+    values = [value for member in members for value in typing.get_args(member.model_fields[tag].annotation)]
+    default = getattr(field.default_factory(), tag) if field.default_factory is not None else None
+    description = " ".join(member.model_fields[tag].description or "" for member in members)
+    yield FieldRow(f"{prefix}{tag}", " \\| ".join(values), json.dumps(default) if default else "required", description)
+    for member in members:
+        for row in field_rows(member, prefix):
+            if row.path != f"{prefix}{tag}":
+                yield row
+
+
 def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
     """Every field of ``model`` and of its nested sections, depth first."""
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
+        members = _section_union(field.annotation)
+        if members:
+            yield FieldRow(path, "section", _default(field), field.description or "")
+            yield from _union_rows(members, field, prefix=f"{path}.")
+            continue
         yield FieldRow(path, _type_name(field.annotation), _default(field), field.description or "")
         nested = _model_of(field.annotation)
         if nested is not None:

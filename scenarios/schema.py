@@ -104,22 +104,59 @@ class WorkerConfig(Section):
     )
 
 
-class TerminationConfig(Section):
-    """When the manager makes its next decision (always at episode start)."""
+class IntervalTermination(Section):
+    """Options of a fixed length."""
 
     kind: Literal["interval"] = Field("interval", description="interval: the manager decides every k steps.")
-    every: int = Field(4, ge=1, description="Option length for kind 'interval'.")
+    every: int = Field(4, ge=1, description="Kind 'interval': the option length k.")
+
+
+class LearnedTermination(Section):
+    """Option-critic termination: a learned head per worker ends its options."""
+
+    kind: Literal["learned"] = Field(
+        description="learned: a termination head per worker ends its option (option-critic, with a switching cost)."
+    )
+    switching_cost: float = Field(
+        0.01, ge=0.0, description="Kind 'learned': cost of each option switch, in team-reward units."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_interval_length(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "every" in data:
+            raise FieldProblem(
+                ("every",),
+                "'every' is the option length of kind 'interval'; kind 'learned' ends options with its termination "
+                "head (replace the whole section, e.g. --set 'manager.termination={kind: learned}')",
+            )
+        return data
+
+
+TerminationConfig = Annotated[IntervalTermination | LearnedTermination, Field(discriminator="kind")]
+"""When the manager makes its next decision (always at episode start); ``kind`` picks the fields."""
 
 
 class ManagerConfig(Section):
     """The manager: how it combines workers and when it decides."""
 
-    mode: Literal["select"] = Field("select", description="select: one worker acts for the whole option.")
-    termination: TerminationConfig = Field(default_factory=TerminationConfig, description="Option termination.")
+    mode: Literal["select", "weighted"] = Field(
+        "select",
+        description="select: one worker acts for the whole option; weighted: the action comes from a mixture of "
+        "every worker's policy, weighted by the manager.",
+    )
+    termination: TerminationConfig = Field(
+        default_factory=IntervalTermination, description="Option termination; its fields depend on its kind."
+    )
     fusion: str = Field("concat", description="How the manager fuses modality embeddings: concat or attention.")
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         (64, 64), min_length=1, description="Hidden layer sizes of the manager's actor and critic."
     )
+
+    @field_validator("termination", mode="before")
+    @classmethod
+    def _interval_by_default(cls, value: Any) -> Any:
+        return {**value, "kind": "interval"} if isinstance(value, Mapping) and "kind" not in value else value
 
     @field_validator("fusion")
     @classmethod
@@ -127,6 +164,16 @@ class ManagerConfig(Section):
         if value not in FUSIONS:
             raise ValueError(with_suggestion(f"unknown fusion {value!r}; expected one of {sorted(FUSIONS)}", value, list(FUSIONS)))
         return value
+
+    @model_validator(mode="after")
+    def _learned_termination_selects(self) -> ManagerConfig:
+        if self.mode == "weighted" and self.termination.kind == "learned":
+            raise FieldProblem(
+                ("termination", "kind"),
+                "learned termination needs mode 'select': its termination heads end one active worker's option, "
+                "and weighted mode has none",
+            )
+        return self
 
 
 class LevelAlgorithmConfig(Section):

@@ -3,6 +3,11 @@
 Both runs are deterministic with seed 0; the budgets are the smallest that passed with a margin
 (flat 20k frames: greedy return 232 with seed 0, 188-412 with seeds 1-3; hierarchical 20k frames:
 346 with seed 0, 160-249 with seeds 1-2; a random policy returns about 22).
+
+The other manager modes on the same two workers, greedy return over 8 episodes at 10k / 15k / 20k
+frames (seeds 0-2 / 0-4 / 0-3 or 0-4): weighted mode (interval 4) 179, 57, 93 / 344, 263, 132,
+172, 124 / 313, 462, 136, 247; learned termination 161, 182, 59 / 130, 224, 119, 192, 113 / 119,
+378, 63, 226, 75. 15k frames is the smallest budget where every seed passed 100.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from scenarios.loader import load
 from scenarios.run import train
 
 FRAMES = 20_000
+MODE_FRAMES = 15_000
+MODES = {
+    "weighted": ["manager.mode=weighted", "manager.termination.every=4"],
+    "learned": ["manager.termination={kind: learned}"],
+}
 HIERARCHICAL = [
     "workers={a: {modalities: [vector]}, b: {modalities: [vector]}}",
     "manager.termination.every=4",
@@ -61,3 +71,18 @@ def test_hierarchical_agent_learns_cartpole(tmp_path: Path) -> None:
     assert group.team_return >= 100, evaluation.summary()
     assert set(group.channel_returns) == {"a", "b"}
     assert sum(group.option_frequency.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_weighted_mode_and_learned_termination_learn_cartpole(mode: str, tmp_path: Path) -> None:
+    scenario = load("cartpole", [*HIERARCHICAL[:1], *MODES[mode], f"train.frames={MODE_FRAMES}", f"log.dir={tmp_path}"])
+    result = train(scenario, progress=False)
+    curve = [value for _, value in result.returns]
+    first, last = sum(curve[:3]) / 3, sum(curve[-3:]) / 3
+    assert first < 40 and last >= 1.5 * first, result.summary()
+    evaluation = evaluate(result.folder, episodes=8)
+    group = evaluation.groups["agent"]
+    assert group.team_return >= 100, evaluation.summary()
+    assert sum(group.option_frequency.values()) == pytest.approx(1.0)
+    if mode == "weighted":  # mean greedy weights: both workers take part
+        assert all(0.2 < share < 0.8 for share in group.option_frequency.values()), evaluation.summary()

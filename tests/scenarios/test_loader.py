@@ -93,7 +93,7 @@ MALFORMED = [
     ("wrong type", ("  frames: 1000", "  frames: many"), ["train.frames", ":22:", "integer"]),
     ("out of range", ("  gamma: 0.99", "  gamma: 1.5"), ["train.gamma", ":23:", "less than or equal to 1"]),
     ("zero envs", ("  num_envs: 4", "  num_envs: 0"), ["env.num_envs", ":4:", "greater than or equal to 1"]),
-    ("unknown encoder", ("    encoder: cnn", "    encoder: cnnn"), ["modalities.image", ":6:", "did you mean 'cnn'"]),
+    ("unknown encoder", ("    encoder: cnn", "    encoder: cnnn"), ["modalities.image.encoder", ":8:", "did you mean 'cnn'"]),
     ("missing encoder", ("    encoder: cnn\n", ""), ["modalities.image", ":6:", "missing 'encoder' field"]),
     (
         "unknown encoder option",
@@ -105,6 +105,22 @@ MALFORMED = [
     ("manager mode typo", ("  mode: select", "  mode: selct"), ["manager.mode", ":17:", "did you mean 'select'"]),
     ("termination typo", ("    kind: interval", "    kind: intervall"), ["manager.termination.kind", ":19:", "interval"]),
     ("zero interval", ("    every: 4", "    every: 0"), ["manager.termination.every", ":20:", "greater than or equal"]),
+    ("termination field typo", ("    every: 4", "    evry: 4"), ["manager.termination.evry", ":20:", "did you mean 'every'"]),
+    (
+        "interval length with learned termination",
+        ("    kind: interval", "    kind: learned"),
+        ["manager.termination.every", ":20:", "option length of kind 'interval'", "{kind: learned}"],
+    ),
+    (
+        "negative switching cost",
+        ("    kind: interval\n    every: 4", "    kind: learned\n    switching_cost: -1"),
+        ["manager.termination.switching_cost", ":20:", "greater than or equal to 0"],
+    ),
+    (
+        "learned termination in weighted mode",
+        ("  mode: select\n  termination:\n    kind: interval\n    every: 4", "  mode: weighted\n  termination:\n    kind: learned"),
+        ["manager.termination.kind", ":19:", "needs mode 'select'"],
+    ),
     ("worker without modality", ("  vector: {}", "  sound: {}"), ["workers.sound", ":15:", "no modality named 'sound'"]),
     (
         "worker reads unknown modality",
@@ -230,3 +246,18 @@ def test_show_round_trips(tmp_path: Path) -> None:
     scenario = load(write(tmp_path, "tiny.yaml", VALID), ["train.seed=3"])
     resolved = write(tmp_path, "resolved.yaml", to_yaml(scenario))
     assert load(resolved) == scenario
+
+
+def test_manager_modes_and_termination_kinds_resolve_and_round_trip(tmp_path: Path) -> None:
+    path = write(tmp_path, "tiny.yaml", VALID)
+    learned = load(path, ["manager.termination={kind: learned}"])
+    assert learned.manager.termination.kind == "learned" and learned.manager.termination.switching_cost == 0.01
+    assert not hasattr(learned.manager.termination, "every")
+    weighted = load(path, ["manager.mode=weighted", "manager.termination={every: 6}"])
+    assert weighted.manager.mode == "weighted"
+    assert weighted.manager.termination.kind == "interval" and weighted.manager.termination.every == 6
+    for scenario in (learned, weighted):
+        saved = write(tmp_path, "saved.yaml", to_yaml(scenario))
+        assert to_yaml(load(saved)) == to_yaml(scenario)
+    with pytest.raises(ScenarioError, match=r"manager.termination.kind: unknown kind 'lerned'.*did you mean 'learned'"):
+        load(path, ["manager.termination.kind=lerned"])

@@ -97,7 +97,8 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         shares = [events.Scalars(tags.option_frequency(worker))[index].value for worker in WORKERS]
         assert sum(shares) == pytest.approx(1.0, abs=1e-5)
     lr = [point.value for point in events.Scalars(tags.level_metric("lr", "workers"))]
-    assert lr == pytest.approx([3e-4 * (1 - step / FRAMES) for step in batch_steps], rel=1e-4, abs=1e-9)
+    base_lr = load("beacon").algorithm.workers.lr
+    assert lr == pytest.approx([base_lr * (1 - step / FRAMES) for step in batch_steps], rel=1e-4, abs=1e-9)
     assert all(point.value >= 1 for point in events.Scalars(tags.EPISODE_LENGTH))
 
     (text_tag,) = [tag for tag in events.Tags()["tensors"] if tag.startswith(tags.SCENARIO)]

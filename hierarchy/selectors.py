@@ -1,0 +1,206 @@
+"""How a group's manager composes its workers at each step, and when its options end.
+
+Modes (``manager.mode``):
+
+- ``select``: at a decision point the manager samples a worker from its categorical policy; between
+  decision points the option is carried over; the active worker's logits give the action. The
+  weights are the option's one-hot, so both modes carry the same state.
+- ``weighted``: at a decision point the manager samples weights over the workers from a Dirichlet
+  (its action at the semi-MDP level, with exact log-probabilities); the weights are carried like
+  an option, and the env action is sampled from the mixture ``sum_k w_k p_k`` of the workers'
+  categorical policies, whose exact log-probability ``log sum_k w_k p_k(a)`` is stored. ``option``
+  then holds the worker of largest weight (for reading only).
+
+Termination (``manager.termination.kind``), never at an episode start, where the manager always
+decides:
+
+- ``interval``: the option ends when its age reaches ``every``;
+- ``learned``: the option ``o`` of the previous step ends with probability ``beta_o(s_t)`` (the
+  manager's termination head at the state reached); the draw is stored under
+  ``(group, "manager", "termination")``.
+
+Greedy evaluation (``ExplorationType.DETERMINISTIC`` or ``MODE``): the most likely worker, or the
+Dirichlet's mean; the most likely action (of the mixture); an option ends where ``beta > 1/2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torch.distributions import Categorical, Dirichlet
+from torch.nn import functional
+from torchrl.envs.utils import ExplorationType, exploration_type
+
+from envs import keys
+from hierarchy.state import IS_INIT
+
+MODES = ("select", "weighted")
+TERMINATIONS = ("interval", "learned")
+
+
+CONCENTRATION_FLOOR = 0.1
+"""Smallest Dirichlet concentration: keeps the weighted manager's policy a proper, samplable density."""
+WEIGHT_FLOOR = 1e-6
+"""Smallest weight: a Dirichlet sample can underflow to 0, where its log-density is infinite."""
+
+
+@dataclass(frozen=True)
+class OptionRules:
+    """How a group's manager composes its workers and when its options end (``scenarios.schema.ManagerConfig``).
+
+    Attributes:
+        mode: ``select`` or ``weighted``.
+        termination: ``interval`` or ``learned``.
+        every: option length of ``interval`` termination.
+        switching_cost: with ``learned`` termination, what each switch costs the manager (team-reward units).
+    """
+
+    mode: str = "select"
+    termination: str = "interval"
+    every: int = 4
+    switching_cost: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES or self.termination not in TERMINATIONS:
+            raise ValueError(f"unknown mode {self.mode!r} or termination {self.termination!r}; expected {MODES}, {TERMINATIONS}")
+        if self.mode == "weighted" and self.termination == "learned":
+            raise ValueError("learned termination needs mode 'select' (weighted mode has no single active option)")
+        if self.every < 1 or self.switching_cost < 0:
+            raise ValueError(f"every must be >= 1 and switching_cost >= 0, got {self.every} and {self.switching_cost}")
+
+    @property
+    def learned(self) -> bool:
+        """Whether options end by the learned termination heads."""
+        return self.termination == "learned"
+
+
+def greedy() -> bool:
+    """Whether the current exploration type asks for the most likely choice instead of a sample."""
+    return exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE)
+
+
+def manager_distribution(mode: str, scores: torch.Tensor) -> Categorical | Dirichlet:
+    """The manager's policy at a decision point from its head's scores ``[..., workers]``.
+
+    ``select``: a categorical over workers (the scores are logits). ``weighted``: a Dirichlet over
+    the workers' weights, concentration ``softplus(scores) + CONCENTRATION_FLOOR``.
+    """
+    if mode == "select":
+        return Categorical(logits=scores)
+    return Dirichlet(functional.softplus(scores) + CONCENTRATION_FLOOR)
+
+
+def to_simplex(weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` floored at ``WEIGHT_FLOOR`` and renormalised to sum to 1 over the last dim."""
+    floored = weights.clamp_min(WEIGHT_FLOOR)
+    return floored / floored.sum(-1, keepdim=True)
+
+
+def mixture_log_probs(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``log sum_k w_k softmax(logits_k)`` of the mixture over actions.
+
+    Args:
+        weights: ``[..., workers]``, on the simplex.
+        logits: ``[..., workers, actions]``, each worker's (masked) logits.
+
+    Returns:
+        ``[..., actions]``, normalised log-probabilities.
+    """
+    return torch.logsumexp(weights.log().unsqueeze(-1) + logits.log_softmax(-1), dim=-2)
+
+
+def termination_probability(termination_logits: torch.Tensor, option: torch.Tensor) -> torch.Tensor:
+    """``beta_o(s)`` of each sample's option ``o`` from the termination logits ``[..., workers]``."""
+    return torch.sigmoid(termination_logits.gather(-1, option.unsqueeze(-1)).squeeze(-1))
+
+
+class OptionSelector(TensorDictModuleBase):
+    """Who acts now (or with which weights), whether the previous option ended, and the action taken.
+
+    Reads the option state of the step (``(group, "manager", ...)``) and the heads' outputs, writes
+    the successor state under ``"next"``, the decision and termination flags, the manager's
+    log-probability, the env action with its log-probability, and each worker's log-probability of
+    that action.
+    """
+
+    def __init__(self, group: str, workers: Sequence[str], rules: OptionRules) -> None:
+        super().__init__()
+        self.group = group
+        self.workers = list(workers)
+        self.rules = rules
+        self.in_keys = [
+            IS_INIT,
+            *(keys.manager(group, leaf) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS, keys.LOGITS)),
+            *([keys.manager(group, keys.TERMINATION_LOGITS)] if rules.learned else []),
+            *(keys.worker(group, name, keys.LOGITS) for name in self.workers),
+        ]
+        self.out_keys = [
+            keys.manager(group, keys.DECISION),
+            keys.manager(group, keys.TERMINATION),
+            keys.manager(group, keys.LOG_PROB),
+            *((keys.NEXT, *keys.manager(group, leaf)) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS)),
+            (group, keys.ACTION),
+            (group, keys.LOG_PROB),
+            *(keys.worker(group, name, keys.LOG_PROB) for name in self.workers),
+        ]
+
+    def _ends(self, tensordict: TensorDictBase, previous: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        """Whether the previous step's option ends at this step (episode starts aside)."""
+        if not self.rules.learned:
+            return age >= self.rules.every
+        beta = termination_probability(tensordict.get(keys.manager(self.group, keys.TERMINATION_LOGITS)), previous)
+        return beta > 0.5 if greedy() else torch.bernoulli(beta).bool()
+
+    def _choose(
+        self, decision: torch.Tensor, previous: torch.Tensor, previous_weights: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(option, weights, manager log-probability)`` after this step's decisions."""
+        manager = manager_distribution(self.rules.mode, scores)
+        if self.rules.mode == "select":
+            choice = manager.mode if greedy() else manager.sample()
+            option = torch.where(decision, choice, previous)
+            weights = functional.one_hot(option, len(self.workers)).to(scores.dtype)
+            return option, weights, manager.log_prob(option)
+        choice = to_simplex(manager.mean if greedy() else manager.sample())
+        weights = torch.where(decision.unsqueeze(-1), choice, previous_weights)
+        return weights.argmax(-1), weights, manager.log_prob(weights)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Decide where due, carry the option elsewhere, sample (or take the mode of) the action."""
+        group = self.group
+        previous = tensordict.get(keys.manager(group, keys.OPTION))
+        age = tensordict.get(keys.manager(group, keys.AGE))
+        is_init = tensordict.get(IS_INIT).expand_as(previous)
+        termination = self._ends(tensordict, previous, age) & ~is_init
+        decision = is_init | termination
+        option, weights, manager_log_prob = self._choose(
+            decision,
+            previous,
+            tensordict.get(keys.manager(group, keys.WEIGHTS)),
+            tensordict.get(keys.manager(group, keys.LOGITS)),
+        )
+
+        logits = torch.stack([tensordict.get(keys.worker(group, name, keys.LOGITS)) for name in self.workers], dim=-2)
+        if self.rules.mode == "select":
+            index = option[..., None, None].expand(*option.shape, 1, logits.shape[-1])
+            acting = Categorical(logits=logits.gather(-2, index).squeeze(-2))
+        else:
+            acting = Categorical(logits=mixture_log_probs(weights, logits))
+        action = acting.mode if greedy() else acting.sample()
+        worker_log_probs = logits.log_softmax(-1).gather(-1, action[..., None, None].expand(*action.shape, len(self.workers), 1))
+
+        tensordict.set(keys.manager(group, keys.DECISION), decision)
+        tensordict.set(keys.manager(group, keys.TERMINATION), termination)
+        tensordict.set(keys.manager(group, keys.LOG_PROB), manager_log_prob)
+        tensordict.set((keys.NEXT, *keys.manager(group, keys.OPTION)), option)
+        tensordict.set((keys.NEXT, *keys.manager(group, keys.AGE)), torch.where(decision, 1, age + 1))
+        tensordict.set((keys.NEXT, *keys.manager(group, keys.WEIGHTS)), weights)
+        tensordict.set((group, keys.ACTION), action)
+        tensordict.set((group, keys.LOG_PROB), acting.log_prob(action))
+        for index, name in enumerate(self.workers):
+            tensordict.set(keys.worker(group, name, keys.LOG_PROB), worker_log_probs[..., index, 0])
+        return tensordict
