@@ -9,7 +9,8 @@ curves as a PNG, and ends with one JSON line.
 
 Variants:
     hierarchical   the scenario as written (one worker per modality under a manager);
-    flat           one worker reading every modality (no choice for the manager);
+    flat           one worker reading every modality, rewarded with every component the
+                   specialists use (each at its largest weight); the manager has no choice;
     no-<modality>  the hierarchy without that modality (its worker and its input removed).
 """
 
@@ -31,7 +32,12 @@ def variants(base: Scenario) -> dict[str, list[str]]:
     """``--set`` overrides of each variant, derived from the base scenario's modalities and workers."""
     modalities = list(base.modalities)
     shared = sorted({key for worker in base.workers.values() for key in worker.shared})
-    flat_worker = {"modalities": modalities, "shared": shared, "reward": {"env": 1.0}}
+    # The flat worker learns from every shaping signal the specialists get (largest weight of each).
+    reward: dict[str, float] = {}
+    for worker in base.workers.values():
+        for component, weight in worker.reward.items():
+            reward[component] = max(weight, reward.get(component, weight))
+    flat_worker = {"modalities": modalities, "shared": shared, "reward": reward}
     result = {"hierarchical": [], "flat": [f"workers={{flat: {json.dumps(flat_worker)}}}"]}
     for removed in modalities:
         kept_modalities = {name: base.modalities[name].model_dump(mode="json") for name in modalities if name != removed}
