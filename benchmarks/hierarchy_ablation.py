@@ -10,7 +10,7 @@ curves as a PNG, and ends with one JSON line.
 Variants:
     hierarchical   the scenario as written (one worker per modality under a manager);
     flat           one worker reading every modality, rewarded with every component the
-                   specialists use (each at its largest weight); the manager has no choice;
+                   specialists use (``benchmarks_common.flat_overrides``);
     no-<modality>  the hierarchy without that modality (its worker and its input removed).
 """
 
@@ -22,6 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks_common import flat_overrides
 from scenarios.evaluate import evaluate
 from scenarios.loader import load
 from scenarios.run import train
@@ -31,14 +32,7 @@ from scenarios.schema import Scenario
 def variants(base: Scenario) -> dict[str, list[str]]:
     """``--set`` overrides of each variant, derived from the base scenario's modalities and workers."""
     modalities = list(base.modalities)
-    shared = sorted({key for worker in base.workers.values() for key in worker.shared})
-    # The flat worker learns from every shaping signal the specialists get (largest weight of each).
-    reward: dict[str, float] = {}
-    for worker in base.workers.values():
-        for component, weight in worker.reward.items():
-            reward[component] = max(weight, reward.get(component, weight))
-    flat_worker = {"modalities": modalities, "shared": shared, "reward": reward}
-    result = {"hierarchical": [], "flat": [f"workers={{flat: {json.dumps(flat_worker)}}}"]}
+    result = {"hierarchical": [], "flat": [flat_overrides(base)]}
     for removed in modalities:
         kept_modalities = {name: base.modalities[name].model_dump(mode="json") for name in modalities if name != removed}
         kept_workers = {

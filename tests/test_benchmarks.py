@@ -1,0 +1,24 @@
+"""The benchmark scripts' scenario variants stay valid as the schema evolves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+
+from hierarchy_ablation import variants  # noqa: E402
+
+from scenarios.loader import load  # noqa: E402
+
+
+def test_every_ablation_variant_of_the_default_scenario_loads() -> None:
+    base = load("beacon")
+    loaded = {name: load("beacon", overrides) for name, overrides in variants(base).items()}
+    assert list(loaded["flat"].workers) == ["flat"]
+    assert loaded["flat"].worker_modalities("flat") == tuple(base.modalities)
+    for modality in base.modalities:
+        ablated = loaded[f"no-{modality}"]
+        assert modality not in ablated.modalities
+        assert all(modality not in ablated.worker_modalities(worker) for worker in ablated.workers)
+        assert ablated.workers, f"no-{modality} still has workers"
