@@ -13,7 +13,7 @@ from torch import nn
 from transformers import ASTConfig, ASTModel
 
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.image import ConvolutionFields, conv_encoder
+from modalities.image import ConvolutionFields, TransformerFields, conv_encoder
 from modalities.layers import flatten_leading, unflatten_leading
 from modalities.spectrogram import Spectrogram, spectrogram_shape
 
@@ -93,22 +93,13 @@ class AudioSpectrogramTransformer(nn.Module):
         return unflatten_leading(self.head(pooled.reshape(batch, -1)), leading)
 
 
-class AstEncoderConfig(SpectrogramFields):
+class AstEncoderConfig(SpectrogramFields, TransformerFields):
     """``ast``: audio spectrogram transformer (``transformers.ASTModel`` from a config, random init) per ear."""
 
     modality: ClassVar[str] = "audio"
 
     encoder: Literal["ast"] = Field("ast", description="Encoder name.")
     patch_size: int = Field(16, ge=2, le=64, description="Side of the square, non-overlapping spectrogram patches.")
-    hidden: int = Field(64, ge=8, le=1024, description="Transformer width.")
-    layers: int = Field(2, ge=1, le=12, description="Number of transformer layers.")
-    heads: int = Field(4, ge=1, le=16, description="Attention heads per layer (must divide hidden).")
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> AstEncoderConfig:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        return self
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """AST ``[..., ears, samples] -> [..., embedding_dim]``; the spectrogram is zero-padded to whole patches."""

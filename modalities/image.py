@@ -116,7 +116,21 @@ class VisionTransformer(nn.Module):
         return unflatten_leading(self.head(hidden), leading)
 
 
-class VitEncoderConfig(EncoderConfig):
+class TransformerFields(EncoderConfig):
+    """Size of a transformer built from a config, shared by the ``vit`` and ``ast`` encoders."""
+
+    hidden: int = Field(64, ge=8, le=1024, description="Transformer width.")
+    layers: int = Field(2, ge=1, le=12, description="Number of transformer layers.")
+    heads: int = Field(4, ge=1, le=16, description="Attention heads per layer (must divide hidden).")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> TransformerFields:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class VitEncoderConfig(TransformerFields):
     """``vit``: a small vision transformer (``transformers.ViTModel`` built from a config, random init)."""
 
     modality: ClassVar[str] = "image"
@@ -125,15 +139,6 @@ class VitEncoderConfig(EncoderConfig):
     patch_size: int | None = Field(
         None, ge=1, le=64, description="Patch side in pixels; null: the smallest giving at most 8 patches a side."
     )
-    hidden: int = Field(64, ge=8, le=1024, description="Transformer width.")
-    layers: int = Field(2, ge=1, le=12, description="Number of transformer layers.")
-    heads: int = Field(4, ge=1, le=16, description="Attention heads per layer (must divide hidden).")
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> VitEncoderConfig:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        return self
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """ViT ``[..., C, H, W] -> [..., embedding_dim]``; the image is zero-padded to whole patches."""
