@@ -13,7 +13,7 @@ from torch import nn
 from transformers import ASTConfig, ASTModel
 
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.image import ConvolutionFields, TransformerFields, conv_encoder
+from modalities.image import ConvolutionFields, TransformerFields
 from modalities.layers import flatten_leading, unflatten_leading
 from modalities.spectrogram import Spectrogram, spectrogram_shape
 
@@ -55,17 +55,7 @@ class SpectrogramEncoderConfig(SpectrogramFields, ConvolutionFields):
         """Spectrogram + CNN ``[..., ears, samples] -> [..., embedding_dim]``."""
         ears, samples = audio_shape(context.spec.shape)
         frequencies, frames = spectrogram_shape(samples, self.n_fft, self.hop_length, self.mel_bins)
-        network = nn.Sequential(
-            self.spectrogram(),
-            *conv_encoder(
-                (ears, frequencies, frames),
-                self.channels,
-                self.kernel_size,
-                self.stride,
-                self.activation,
-                self.embedding_dim,
-            ),
-        )
+        network = nn.Sequential(self.spectrogram(), *self.convolution((ears, frequencies, frames)))
         return self.wrap(network, context)
 
 

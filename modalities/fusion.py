@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from modalities.layers import flatten_leading, unflatten_leading
+from modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 Key = str | tuple[str, ...]
 
@@ -107,8 +107,7 @@ class AttentionFusionConfig(FusionConfig):
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> AttentionFusionConfig:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        check_heads_divide_hidden(self.hidden, self.heads)
         return self
 
     def make(self, input_dims: Sequence[int], embedding_dim: int) -> nn.Module:

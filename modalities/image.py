@@ -14,7 +14,7 @@ from torchrl.modules import ConvNet
 from transformers import ViTConfig, ViTModel
 
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.layers import ACTIVATIONS, Activation, flatten_leading, unflatten_leading
+from modalities.layers import ACTIVATIONS, Activation, check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 
 class ImageToFloat(nn.Module):
@@ -35,32 +35,6 @@ def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     return channels, height, width
 
 
-def conv_encoder(
-    input_shape: tuple[int, int, int],
-    channels: Sequence[int],
-    kernel_size: int,
-    stride: int,
-    activation: Activation,
-    embedding_dim: int,
-) -> nn.Sequential:
-    """Conv layers (same-padding), flattened, then a linear layer to ``embedding_dim``.
-
-    Works on ``[..., channels, height, width]`` for any leading dims (TorchRL's ``ConvNet``
-    flattens them). Shared by the image ``cnn`` and the audio ``spectrogram`` encoders.
-    """
-    trunk = ConvNet(
-        in_features=input_shape[0],
-        num_cells=list(channels),
-        kernel_sizes=kernel_size,
-        strides=stride,
-        paddings=kernel_size // 2,
-        activation_class=ACTIVATIONS[activation],
-    )
-    with torch.no_grad():
-        flat_size = trunk(torch.zeros(1, *input_shape)).shape[-1]
-    return nn.Sequential(trunk, nn.Linear(flat_size, embedding_dim))
-
-
 class ConvolutionFields(EncoderConfig):
     """Settings of the convolutional trunk shared by the image ``cnn`` and the audio ``spectrogram`` encoders."""
 
@@ -70,6 +44,24 @@ class ConvolutionFields(EncoderConfig):
     kernel_size: int = Field(3, ge=1, le=11, description="Side of every conv kernel (same-padded).")
     stride: int = Field(2, ge=1, le=4, description="Stride of every conv layer.")
     activation: Activation = Field("relu", description="Activation after each conv layer.")
+
+    def convolution(self, input_shape: tuple[int, int, int]) -> nn.Sequential:
+        """Conv layers (same-padding) over ``input_shape``, flattened, then a linear layer to ``embedding_dim``.
+
+        Works on ``[..., channels, height, width]`` for any leading dims (TorchRL's ``ConvNet``
+        flattens them).
+        """
+        trunk = ConvNet(
+            in_features=input_shape[0],
+            num_cells=list(self.channels),
+            kernel_sizes=self.kernel_size,
+            strides=self.stride,
+            paddings=self.kernel_size // 2,
+            activation_class=ACTIVATIONS[self.activation],
+        )
+        with torch.no_grad():
+            flat_size = trunk(torch.zeros(1, *input_shape)).shape[-1]
+        return nn.Sequential(trunk, nn.Linear(flat_size, self.embedding_dim))
 
 
 class CnnEncoderConfig(ConvolutionFields):
@@ -81,17 +73,7 @@ class CnnEncoderConfig(ConvolutionFields):
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """CNN ``[..., C, H, W] -> [..., embedding_dim]``."""
-        network = nn.Sequential(
-            ImageToFloat(),
-            *conv_encoder(
-                image_shape(context.spec.shape),
-                self.channels,
-                self.kernel_size,
-                self.stride,
-                self.activation,
-                self.embedding_dim,
-            ),
-        )
+        network = nn.Sequential(ImageToFloat(), *self.convolution(image_shape(context.spec.shape)))
         return self.wrap(network, context)
 
 
@@ -125,8 +107,7 @@ class TransformerFields(EncoderConfig):
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> TransformerFields:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        check_heads_divide_hidden(self.hidden, self.heads)
         return self
 
 

@@ -45,3 +45,9 @@ def unflatten_leading(tensor: torch.Tensor, leading: torch.Size) -> torch.Tensor
     if len(leading) == 0:
         return tensor.squeeze(0)
     return tensor.unflatten(0, leading)
+
+
+def check_heads_divide_hidden(hidden: int, heads: int) -> None:
+    """Raise ``ValueError`` unless a transformer of width ``hidden`` can split it into ``heads`` heads."""
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")

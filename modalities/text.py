@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertM
 from envs import keys
 from envs.text import decode_ids
 from modalities.base import EncoderConfig, EncoderContext
-from modalities.layers import flatten_leading, unflatten_leading
+from modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 PACKAGE_PREFIX = "package:"
 _DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
@@ -220,8 +220,7 @@ class TransformerEncoderConfig(EncoderConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> TransformerEncoderConfig:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        check_heads_divide_hidden(self.hidden, self.heads)
         if self.pretrained is not None and {"hidden", "layers", "heads"} & self.model_fields_set:
             raise ValueError("hidden/layers/heads describe a model built from a config; remove them with pretrained")
         if self.cache and not self.frozen:
