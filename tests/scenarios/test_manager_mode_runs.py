@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from short_runs import SMALL_BEACON
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
@@ -21,14 +22,7 @@ from scenarios.run import train
 WEIGHTED = ["manager.mode=weighted"]
 LEARNED = ["manager.termination={kind: learned}"]
 SHORT = {
-    "beacon": [
-        "env.num_envs=4",
-        "env.kwargs.max_steps=8",
-        "train.frames=512",
-        "train.frames_per_batch=256",
-        "algorithm.workers.epochs=1",
-        "algorithm.manager.epochs=1",
-    ],
+    "beacon": SMALL_BEACON,
     "speaker-listener": ["env.num_envs=2", "train.frames=200", "train.frames_per_batch=100", "algorithm.workers.epochs=1"],
 }
 TWO_WORKER_CARTPOLE = ["workers={a: {modalities: [vector]}, b: {modalities: [vector]}}", "env.num_envs=4", "train.frames_per_batch=256"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from short_runs import SMALL_BEACON
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hierarchy.learner
@@ -22,14 +23,6 @@ from scenarios.loader import load
 from scenarios.run import Trainer, resume, train
 from scenarios.schema import Scenario
 
-SMALL_BEACON = [
-    "env.num_envs=4",
-    "env.kwargs.max_steps=8",
-    "train.frames=512",
-    "train.frames_per_batch=256",
-    "algorithm.workers.epochs=1",
-    "algorithm.manager.epochs=1",
-]
 TWO_WORKER_CARTPOLE = [
     "workers={a: {modalities: [vector]}, b: {modalities: [vector]}}",
     "manager.termination.every=4",
