@@ -22,23 +22,36 @@ def _orthogonal_init(network: MLP, last_gain: float) -> MLP:
 class ActorCriticHeads(nn.Module):
     """Logits over discrete choices (masked to the allowed ones) and a state value, from concatenated features.
 
+    Features are laid out ``[..., agents, features]``, one row per agent of the group. A local critic
+    reads an agent's own features; a centralised critic (MAPPO-style, with an agent-specific global
+    state) reads its own features followed by every agent's of the group, so each agent still gets
+    the value of its own return.
+
     Args:
-        in_features: size of the concatenated feature vector.
+        in_features: size of the concatenated feature vector of one agent.
         choices: number of discrete choices (actions for a worker, workers for the manager).
         hidden_sizes: hidden layer sizes of both the actor and the critic MLP.
         allowed: indices of the choices this head may pick; ``None`` allows all.
+        centralised_agents: number of agents the centralised critic reads; ``None`` makes the critic local.
     """
 
     def __init__(
-        self, in_features: int, choices: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None = None
+        self,
+        in_features: int,
+        choices: int,
+        hidden_sizes: Sequence[int],
+        allowed: Sequence[int] | None = None,
+        centralised_agents: int | None = None,
     ) -> None:
         super().__init__()
         self.actor = _orthogonal_init(
             MLP(in_features=in_features, out_features=choices, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
             last_gain=0.01,
         )
+        self.centralised_agents = centralised_agents
+        critic_features = in_features * (1 + centralised_agents) if centralised_agents else in_features
         self.critic = _orthogonal_init(
-            MLP(in_features=in_features, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
+            MLP(in_features=critic_features, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
             last_gain=1.0,
         )
         mask = torch.zeros(choices, dtype=torch.bool)
@@ -50,7 +63,17 @@ class ActorCriticHeads(nn.Module):
         inputs = torch.cat([feature.float() for feature in features], dim=-1)
         logits = self.actor(inputs)
         logits = logits.masked_fill(~self.allowed, torch.finfo(logits.dtype).min)
-        return logits, self.critic(inputs)
+        return logits, self.critic(self.critic_inputs(inputs))
+
+    def critic_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """What the critic reads: each agent's own features, then (centralised) the whole group's."""
+        if self.centralised_agents is None:
+            return inputs
+        agents = inputs.shape[-2]
+        if agents != self.centralised_agents:
+            raise ValueError(f"the centralised critic was built for {self.centralised_agents} agents, got {agents}")
+        group = inputs.flatten(-2).unsqueeze(-2).expand(*inputs.shape[:-1], agents * inputs.shape[-1])
+        return torch.cat([inputs, group], dim=-1)
 
 
 class OptionCriticHeads(nn.Module):

@@ -1,4 +1,4 @@
-"""PPO's clipped objective for one level, with per-sample weights.
+"""PPO for one level: the clipped objective with per-sample weights, over minibatch epochs.
 
 The weights say which samples an actor learns from: a worker learns only from the steps where it
 acted (select mode), while its critic learns from every step. TorchRL's ``ClipPPOLoss`` owns its
@@ -8,9 +8,16 @@ log-probabilities, values and weights the hierarchical learner computes instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
+from torch import nn
+
+from agents import tags
+from agents.base import HeadOutputs, LevelMetrics, LevelProblem, gradient_epochs
+from agents.optim import LevelOptimizer, LevelSettings
 
 
 @dataclass(frozen=True)
@@ -74,3 +81,95 @@ def ppo_terms(
         kl=kl,
         clip_fraction=clip_fraction,
     )
+
+
+class PPOSettings(LevelSettings, Protocol):
+    """A level's PPO settings (``scenarios.algorithms.PPOConfig`` satisfies this)."""
+
+    @property
+    def clip_epsilon(self) -> float: ...
+    @property
+    def entropy_coef(self) -> float: ...
+    @property
+    def value_coef(self) -> float: ...
+    @property
+    def epochs(self) -> int: ...
+
+
+def add_terms(metrics: dict[str, float], level: str, terms: dict[str, torch.Tensor | float], heads: int) -> None:
+    """Accumulate one head's diagnostics into a minibatch's metrics (means over heads), by tag.
+
+    ``loss_<term>`` goes to ``loss/<level>/<term>``, ``entropy`` to ``<level>/entropy`` and any other
+    name to ``<name>/<level>``.
+    """
+    for name, value in terms.items():
+        if name.startswith("loss_"):
+            tag = tags.loss(level, name.removeprefix("loss_"))
+        elif name == "entropy":
+            tag = tags.entropy(level)
+        else:
+            tag = tags.level_metric(name, level)
+        value = value.detach() if isinstance(value, torch.Tensor) else value
+        metrics[tag] = metrics.get(tag, 0.0) + float(value) / heads
+
+
+class PPO:
+    """Proximal policy optimisation of one level: ``epochs`` passes of clipped-objective minibatch steps."""
+
+    estimator = "gae"
+
+    def __init__(
+        self, settings: PPOSettings, actor: Iterable[nn.Parameter], critic: Iterable[nn.Parameter], total_frames: int, name: str
+    ) -> None:
+        self.settings = settings
+        self.optimizer = LevelOptimizer.from_settings([*actor, *critic], settings, total_frames, name=name)
+
+    def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
+        """Clipped-objective minibatch epochs over the problem's rows."""
+        settings = self.settings
+
+        def loss_of(indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            outputs = problem.evaluate(indices)
+            loss, metrics = torch.zeros(()), {}
+            for head, output in outputs.items():
+                target = problem.targets[head][indices]
+                terms = ppo_terms(
+                    log_prob=output.log_prob,
+                    old_log_prob=target.get("old_log_prob"),
+                    advantage=target.get("advantage"),
+                    entropy=output.entropy,
+                    value=output.value,
+                    returns=target.get("returns"),
+                    actor_weight=target.get("weight"),
+                    critic_weight=torch.ones_like(output.value),
+                    clip_epsilon=settings.clip_epsilon,
+                    entropy_coef=settings.entropy_coef,
+                    value_coef=settings.value_coef,
+                )
+                loss = loss + terms.total() + output.auxiliary_loss()
+                add_terms(metrics, problem.level, _diagnostics(terms, output), len(outputs))
+            return loss, metrics
+
+        return gradient_epochs(
+            self.optimizer, problem.rows, problem.rows_per_minibatch, settings.epochs, loss_of, frames, LevelMetrics(problem.level)
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimiser's state."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _diagnostics(terms: PPOTerms, output: HeadOutputs) -> dict[str, torch.Tensor]:
+    diagnostics = {
+        "loss_objective": terms.loss_objective,
+        "loss_critic": terms.loss_critic,
+        "loss_entropy": terms.loss_entropy,
+        "kl": terms.kl,
+        "clip_fraction": terms.clip_fraction,
+        "entropy": terms.entropy,
+    }
+    return diagnostics | {f"loss_{name}": loss.detach() for name, loss in output.auxiliary_losses.items()}

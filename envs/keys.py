@@ -31,6 +31,7 @@ REWARD_CHANNELS = "reward_channels"
 # Encoders write one embedding per modality; the manager reads the fused one.
 EMBEDDING = "embedding"
 FUSED = "fused"
+AGENT_ID = "agent_id"  # one-hot index of the agent within its group (optional policy input)
 
 # Hierarchy levels and their terms.
 MANAGER = "manager"
@@ -85,3 +86,8 @@ def worker(group: str, name: str, leaf: str) -> tuple[str, ...]:
 def shared_embedding(group: str, observation_key: str) -> tuple[str, ...]:
     """Key of the embedding of a shared low-dimensional observation (e.g. the agent's direction)."""
     return (group, EMBEDDING, "shared", observation_key)
+
+
+def agent_id(group: str) -> tuple[str, ...]:
+    """Key of the one-hot agent index the policy may read beside the embeddings."""
+    return (group, EMBEDDING, AGENT_ID)

@@ -145,6 +145,8 @@ class ActionCost:
     def __call__(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase, group: str) -> torch.Tensor:
         shape = _like_reward(next_tensordict, group).shape
         action = tensordict.get((group, keys.ACTION))
+        if isinstance(action, TensorDictBase):
+            raise TypeError(f"action_cost needs continuous actions; group {group!r} has a composite action")
         if not action.is_floating_point():
             raise TypeError(f"action_cost needs continuous actions; group {group!r} has {action.dtype} actions")
         return -self.scale * action.reshape(*shape[:-1], -1).pow(2).sum(-1, keepdim=True)

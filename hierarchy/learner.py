@@ -1,351 +1,321 @@
-"""How one agent group learns from a collected batch: PPO at the worker level and, on the semi-MDP, at the manager level.
+"""How one agent group learns from a collected batch: each level's algorithm on the hierarchy's targets.
 
-Workers: critic m learns the return of its own reward channel on every step; actor m learns with
-PPO on its own ratio, each step weighted by its share ``w_m`` of the action (1 where it was the
-active option and 0 elsewhere in select mode). Manager: the batch is compacted to decision points
-(``hierarchy.semi_mdp``); its reward is the discounted team reward over each option and it
-bootstraps with ``gamma ** k``; its PPO action is the chosen worker (select) or the sampled
-weights (weighted). With learned termination (option-critic) the manager also learns:
+Each level (workers, manager) has its own algorithm from ``agents.registry.ALGORITHMS`` (PPO, A2C,
+TRPO, IMPALA), its own optimiser, schedule and clipping, and can be frozen. This module turns a
+batch into each level's :class:`agents.base.LevelProblem`:
 
-- an option-value head ``Q(s, o)``, regressed on the semi-MDP returns at decision points (under
-  Markov options, the value of starting ``o`` at ``s`` is also that of continuing it there);
-- the termination heads, by the termination gradient: the loss ``beta_o(s_t) * (A(s_t, o) + c)``
-  over every step that is not an episode start, with ``o`` the option of the previous step,
-  ``A = Q(s_t, o) - sum_o' pi(o'|s_t) Q(s_t, o')`` detached (the baseline is the value of the
-  manager's own policy under the same Q head, so the two heads' biases do not leak into it) and
-  ``c`` the switching cost. As in PPOC (Klissarov et al., 2017) it takes the manager's epochs and
-  minibatch size, after the manager's PPO epochs;
-- the switching cost also lowers the manager's reward: each termination charges ``c`` to the last
-  step of the option it ends; an option cut by the batch end is charged the expected cost
-  ``c * beta_o(s')`` in its bootstrap.
+- **workers**: critic m learns the return of its own reward channel on every step; actor m learns
+  from its own log-probability of the parts it controls, each step weighted by its share ``w_m``
+  of the action (1 where it was the active option and 0 elsewhere in select mode). Samples are env
+  steps with the group's agents kept together (a centralised critic reads the whole group);
+- **manager**: the batch is compacted to decision points (``hierarchy.semi_mdp``); its reward is
+  the discounted team reward over each option and it bootstraps with ``gamma ** k``; its action is
+  the chosen worker (select) or the sampled weights (weighted). With learned termination it also
+  regresses an option-value head ``Q(s, o)`` on the semi-MDP returns at decision points and trains
+  the termination heads (``hierarchy.termination``).
 
-Each level has its own optimiser, schedule, clipping and can be frozen (``agents.optim``).
+Targets are GAE (PPO, A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so
+values and the acting policy's log-probabilities are re-evaluated with the current parameters and
+the importance weights ``pi / mu`` correct the returns).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torch.distributions import Categorical
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents.optim import LevelOptimizer, LevelSettings
-from agents.ppo import ppo_terms
+from agents import tags
+from agents.base import HeadOutputs, LevelAlgorithm, LevelMetrics, LevelProblem, gradient_epochs
+from agents.registry import ALGORITHMS
+from agents.vtrace import vtrace_targets
 from envs import keys
-from hierarchy import tags
 from hierarchy.policy import GroupPolicy
-from hierarchy.selectors import manager_distribution, termination_probability
+from hierarchy.selectors import manager_distribution
 from hierarchy.semi_mdp import compact_to_decisions, decision_indices
-from hierarchy.state import IS_INIT
+from hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
 
 
-class PPOSettings(LevelSettings, Protocol):
-    """A level's PPO settings (``scenarios.schema.LevelAlgorithmConfig`` satisfies this)."""
-
-    @property
-    def clip_epsilon(self) -> float: ...
-    @property
-    def entropy_coef(self) -> float: ...
-    @property
-    def value_coef(self) -> float: ...
-    @property
-    def epochs(self) -> int: ...
-    @property
-    def minibatch_size(self) -> int: ...
-    @property
-    def gae_lambda(self) -> float: ...
+def _of_agent(tensor: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
+    """Rows ``[n, agents, ...]`` to the given agent's entry of each row, ``[n, ...]``."""
+    return tensor[torch.arange(tensor.shape[0]), agent]
 
 
-def minibatches(size: int, minibatch_size: int, epochs: int) -> Iterator[torch.Tensor]:
-    """Shuffled index minibatches over ``size`` samples, ``epochs`` times."""
-    for _ in range(epochs):
-        permutation = torch.randperm(size)
-        for start in range(0, size, minibatch_size):
-            yield permutation[start : start + minibatch_size]
-
-
-class LevelMetrics:
-    """Running means of one level's metrics over its gradient steps, and its count of skipped steps."""
-
-    def __init__(self, level: str) -> None:
-        self.level = level
-        self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
-        self.skipped = 0
-
-    def add(self, terms: dict[str, float]) -> None:
-        """The terms of one gradient step (each tag is averaged over the steps that reported it)."""
-        for tag, value in terms.items():
-            self.sums[tag] += value
-            self.counts[tag] += 1
-
-    def result(self, lr: float) -> dict[str, float]:
-        """Means by tag, with the level's skipped steps and learning rate."""
-        metrics = {tag: value / self.counts[tag] for tag, value in self.sums.items()}
-        metrics[tags.level_metric("skipped_updates", self.level)] = float(self.skipped)
-        metrics[tags.level_metric("lr", self.level)] = lr
-        return metrics
-
-
-def _lanes(tensor: torch.Tensor) -> torch.Tensor:
-    """``[E, T, A(, 1)]`` to ``[E * A, T]``: one lane per agent of each env, in time order."""
-    if tensor.dim() == 4:
-        tensor = tensor.squeeze(-1)
-    return tensor.transpose(1, 2).reshape(-1, tensor.shape[1])
+def build_algorithm(settings: Any, actor: list, critic: list, total_frames: int, name: str) -> LevelAlgorithm:
+    """The level algorithm ``settings.name`` over the level's actor and critic parameters."""
+    return ALGORITHMS[settings.name](settings, actor, critic, total_frames, name)
 
 
 class GroupLearner:
-    """Updates one :class:`GroupPolicy` from batches ``[envs, time]`` collected with it."""
+    """Updates one :class:`GroupPolicy` from batches ``[envs, time]`` collected with it.
 
-    def __init__(
-        self, policy: GroupPolicy, manager: PPOSettings, workers: PPOSettings, gamma: float, total_frames: int
-    ) -> None:
+    Args:
+        policy: the group's policy.
+        manager: the manager level's algorithm settings (``scenarios.algorithms``).
+        workers: the worker level's algorithm settings.
+        gamma: discount per env step.
+        total_frames: the run's frames (learning-rate schedules end there).
+    """
+
+    def __init__(self, policy: GroupPolicy, manager: Any, workers: Any, gamma: float, total_frames: int) -> None:
         self.policy = policy
         self.group = policy.group
         self.manager_settings = manager
         self.worker_settings = workers
         self.rules = policy.rules
         self.gamma = gamma
-        self.worker_optimizer = LevelOptimizer.from_settings(
-            policy.worker_parameters(), workers, total_frames, name=f"{self.group} workers"
-        )
+        self.workers = build_algorithm(workers, *policy.worker_parameters(), total_frames, f"{self.group} workers")
         # With a single worker the manager has nothing to choose: a flat agent.
-        self.manager_optimizer = (
-            LevelOptimizer.from_settings(policy.manager_parameters(), manager, total_frames, name=f"{self.group} manager")
+        self.manager = (
+            build_algorithm(manager, *policy.manager_parameters(), total_frames, f"{self.group} manager")
             if len(policy.worker_names) > 1
             else None
         )
 
     def state_dict(self) -> dict[str, object]:
         """Optimiser and schedule state of both levels."""
-        return {
-            "workers": self.worker_optimizer.state_dict(),
-            "manager": self.manager_optimizer.state_dict() if self.manager_optimizer else None,
-        }
+        return {"workers": self.workers.state_dict(), "manager": self.manager.state_dict() if self.manager else None}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.worker_optimizer.load_state_dict(state["workers"])
-        if self.manager_optimizer is not None:
-            self.manager_optimizer.load_state_dict(state["manager"])
+        self.workers.load_state_dict(state["workers"])
+        if self.manager is not None:
+            self.manager.load_state_dict(state["manager"])
 
     def update(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         """One round of learning on both levels; returns metrics keyed by their TensorBoard tags."""
-        group = self.group
         with torch.no_grad():
-            successor = self.policy.evaluate(batch.get(keys.NEXT).select(group).copy())
+            successor = self.policy.evaluate(batch.get(keys.NEXT).select(self.group).copy())
         metrics = self._update_workers(batch, successor, frames)
-        if self.manager_optimizer is not None:
+        if self.manager is not None:
             metrics |= self._update_manager(batch, successor, frames)
         return metrics
+
+    # ---------------------------------------------------------------------------------------- workers
+    def _worker_evaluator(self, samples: TensorDictBase):
+        def evaluate(indices: torch.Tensor) -> dict[str, HeadOutputs]:
+            inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
+            return self.policy.worker_outputs(self.policy.evaluate_workers(inputs))
+
+        return evaluate
 
     def _update_workers(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
         group, settings = self.group, self.worker_settings
         data, after = batch.get(group), batch.get((keys.NEXT, group))
-        done = after.get(keys.DONE).transpose(1, 2)
-        terminated = after.get(keys.TERMINATED).transpose(1, 2)
+        envs, _, agents = data.shape
+        # Samples keep the agent dimension ([env steps, agents]): a centralised critic reads the whole group.
+        samples = data.select(keys.OBSERVATION, keys.ACTION).reshape(-1, agents)
+        evaluate = self._worker_evaluator(samples)
         weights = after.get((keys.MANAGER, keys.WEIGHTS))
+        done, terminated = lanes(after.get(keys.DONE)), lanes(after.get(keys.TERMINATED))
+        extra: dict[str, float] = {}
+        if self.workers.estimator == "vtrace":
+            current, behaviour, target = self._current_worker_policy(batch, evaluate)
+            extra = _importance_metrics(behaviour, target, settings.rho_clip, "workers")
         targets = {}
         for index, name in enumerate(self.policy.worker_names):
-            advantage, returns = vec_generalized_advantage_estimate(
-                self.gamma,
-                settings.gae_lambda,
-                data.get((keys.WORKERS, name, keys.STATE_VALUE)).transpose(1, 2),
-                successor.get(keys.worker(group, name, keys.STATE_VALUE)).transpose(1, 2),
-                after.get((keys.REWARD_CHANNELS, name)).transpose(1, 2),
-                done,
-                terminated,
-                time_dim=-2,
-            )
+            next_value = lanes(successor.get(keys.worker(group, name, keys.STATE_VALUE)))
+            reward = lanes(after.get((keys.REWARD_CHANNELS, name)))
+            if self.workers.estimator == "vtrace":
+                advantage, returns = vtrace_targets(
+                    behaviour_log_prob=behaviour,
+                    target_log_prob=target,
+                    value=lanes(current[name].value.reshape(data.shape)),
+                    next_value=next_value,
+                    reward=reward,
+                    done=done,
+                    terminated=terminated,
+                    gamma=self.gamma,
+                    rho_clip=settings.rho_clip,
+                    c_clip=settings.c_clip,
+                )
+            else:
+                advantage, returns = vec_generalized_advantage_estimate(
+                    self.gamma,
+                    settings.gae_lambda,
+                    lanes(data.get((keys.WORKERS, name, keys.STATE_VALUE))).unsqueeze(-1),
+                    next_value.unsqueeze(-1),
+                    reward.unsqueeze(-1),
+                    done.unsqueeze(-1),
+                    terminated.unsqueeze(-1),
+                )
+                advantage, returns = advantage.squeeze(-1), returns.squeeze(-1)
             targets[name] = TensorDict(
                 {
-                    "advantage": advantage.transpose(1, 2).squeeze(-1),
-                    "returns": returns.transpose(1, 2).squeeze(-1),
+                    "advantage": from_lanes(advantage, envs),
+                    "returns": from_lanes(returns, envs),
                     "old_log_prob": data.get((keys.WORKERS, name, keys.LOG_PROB)),
-                    "active": weights[..., index],
+                    "weight": weights[..., index],
                 },
-                batch_size=weights.shape[:-1],
-            ).reshape(-1)
-        samples = data.select(keys.OBSERVATION, keys.ACTION).reshape(-1)
-        return self._ppo_epochs(samples, targets, frames, level="workers").result(self.worker_optimizer.lr)
+                batch_size=data.shape,
+            ).reshape(-1, agents)
+        rows = max(1, getattr(settings, "minibatch_size", samples.shape[0] * agents) // agents)
+        problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows)
+        return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
 
-    def _optimise(
-        self,
-        level: str,
-        samples: TensorDictBase,
-        loss_of: Callable[[TensorDictBase, torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
-        epochs: int,
-        frames: int,
-        metrics: LevelMetrics,
-    ) -> LevelMetrics:
-        """Minibatch gradient steps of one level: ``loss_of(inputs, indices)`` on the evaluated minibatch."""
-        settings = self.worker_settings if level == "workers" else self.manager_settings
-        optimizer = self.worker_optimizer if level == "workers" else self.manager_optimizer
-        for indices in minibatches(samples.shape[0], settings.minibatch_size, epochs):
-            inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
-            if level == "workers":
-                self.policy.evaluate_workers(inputs)
-            else:
-                self.policy.evaluate_manager(inputs)
-            loss, terms = loss_of(inputs, indices)
-            report = optimizer.step(loss, frames)
-            optimizer.raise_if_diverged()
-            # A skipped update's terms are not finite: it is counted, not averaged in.
-            if report.skipped:
-                metrics.skipped += 1
-                continue
-            metrics.add({**terms, tags.level_metric("grad_norm", level): report.grad_norm})
-        return metrics
+    def _current_worker_policy(
+        self, batch: TensorDictBase, evaluate
+    ) -> tuple[dict[str, HeadOutputs], torch.Tensor, torch.Tensor]:
+        """Every worker's outputs under the current parameters, and the acting policy's behaviour and
+        current log-probabilities of the actions taken, as lanes ``[L, T]``."""
+        data, after = batch.get(self.group), batch.get((keys.NEXT, self.group))
+        rows = data.shape[0] * data.shape[1]
+        with torch.no_grad():
+            inputs = TensorDict({self.group: data.select(keys.OBSERVATION, keys.ACTION).reshape(rows, -1)}, [rows])
+            self.policy.evaluate_workers(inputs)
+            current = self.policy.worker_outputs(inputs)
+            logits = torch.stack(
+                [inputs.get(keys.worker(self.group, name, keys.LOGITS)) for name in self.policy.worker_names], dim=-2
+            )
+            selector = self.policy.selector
+            distributions, sampled = selector.part_distributions(
+                logits,
+                after.get((keys.MANAGER, keys.OPTION)).reshape(rows, -1),
+                after.get((keys.MANAGER, keys.WEIGHTS)).reshape(rows, *logits.shape[1:-1]),
+            )
+            target = selector.acting_log_prob(distributions, sampled, self.policy.parts.read(inputs))
+        return current, lanes(data.get(keys.LOG_PROB)), lanes(target.reshape(data.shape))
 
-    def _ppo_epochs(
-        self, samples: TensorDictBase, targets: dict[str, TensorDictBase], frames: int, level: str
-    ) -> LevelMetrics:
-        group = self.group
-        settings = self.worker_settings if level == "workers" else self.manager_settings
-
-        def loss_of(inputs: TensorDictBase, indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-            loss = torch.zeros(())
-            terms_of_minibatch: dict[str, float] = defaultdict(float)
-            for name, target in targets.items():
-                batch_target = target[indices]
-                if level == "workers":
-                    distribution = Categorical(logits=inputs.get(keys.worker(group, name, keys.LOGITS)))
-                    value = inputs.get(keys.worker(group, name, keys.STATE_VALUE)).squeeze(-1)
-                    chosen = inputs.get((group, keys.ACTION))
-                else:
-                    distribution = manager_distribution(self.rules.mode, inputs.get(keys.manager(group, keys.LOGITS)))
-                    value = inputs.get(keys.manager(group, keys.STATE_VALUE)).squeeze(-1)
-                    chosen = batch_target.get("option")
-                terms = ppo_terms(
-                    log_prob=distribution.log_prob(chosen),
-                    old_log_prob=batch_target.get("old_log_prob"),
-                    advantage=batch_target.get("advantage"),
-                    entropy=distribution.entropy(),
-                    value=value,
-                    returns=batch_target.get("returns"),
-                    actor_weight=batch_target.get("active"),
-                    critic_weight=torch.ones_like(value),
-                    clip_epsilon=settings.clip_epsilon,
-                    entropy_coef=settings.entropy_coef,
-                    value_coef=settings.value_coef,
-                )
-                loss = loss + terms.total()
-                for tag, value in (
-                    (tags.loss(level, "objective"), terms.loss_objective),
-                    (tags.loss(level, "critic"), terms.loss_critic),
-                    (tags.loss(level, "entropy"), terms.loss_entropy),
-                    (tags.level_metric("kl", level), terms.kl),
-                    (tags.level_metric("clip_fraction", level), terms.clip_fraction),
-                    (tags.entropy(level), terms.entropy),
-                ):
-                    terms_of_minibatch[tag] += value.item() / len(targets)
-                if level == "manager" and self.rules.learned:
-                    option_values = inputs.get(keys.manager(group, keys.OPTION_VALUES))
-                    chosen_value = option_values.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-                    option_loss = settings.value_coef * 0.5 * ((chosen_value - batch_target.get("returns")) ** 2).mean()
-                    loss = loss + option_loss
-                    terms_of_minibatch[tags.loss(level, "option_value")] += option_loss.item()
-            return loss, terms_of_minibatch
-
-        return self._optimise(level, samples, loss_of, settings.epochs, frames, LevelMetrics(level))
-
+    # ---------------------------------------------------------------------------------------- manager
     def _update_manager(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
         group, settings = self.group, self.manager_settings
         data, after = batch.get(group), batch.get((keys.NEXT, group))
-        reward = _lanes(after.get(keys.REWARD))
-        next_value = _lanes(successor.get(keys.manager(group, keys.STATE_VALUE)))
+        vtrace = self.manager.estimator == "vtrace"
+        reward = lanes(after.get(keys.REWARD))
+        next_value = lanes(successor.get(keys.manager(group, keys.STATE_VALUE)))
         if self.rules.learned:
-            reward, next_value = self._charge_switches(batch, successor, reward, next_value)
+            reward, next_value = charge_switches(batch, successor, group, self.rules.switching_cost, reward, next_value)
+        if vtrace:
+            with torch.no_grad():
+                current = self.policy.evaluate_manager(batch.select(group).copy())
+            value = lanes(current.get(keys.manager(group, keys.STATE_VALUE)))
+        else:
+            value = lanes(data.get((keys.MANAGER, keys.STATE_VALUE)))
         transitions = compact_to_decisions(
-            decision=_lanes(data.get((keys.MANAGER, keys.DECISION))),
+            decision=lanes(data.get((keys.MANAGER, keys.DECISION))),
             reward=reward,
-            terminated=_lanes(after.get(keys.TERMINATED)),
-            done=_lanes(after.get(keys.DONE)),
-            value=_lanes(data.get((keys.MANAGER, keys.STATE_VALUE))),
+            terminated=lanes(after.get(keys.TERMINATED)),
+            done=lanes(after.get(keys.DONE)),
+            value=value,
             next_value=next_value,
             gamma=self.gamma,
-            lmbda=settings.gae_lambda,
+            lmbda=getattr(settings, "gae_lambda", 1.0),
         )
         lane, step = decision_indices(transitions)
-        valid = transitions[transitions.valid]
         if lane.numel() == 0:
             return {}
-        envs, time, agents = data.shape
-        per_lane = data.select(keys.OBSERVATION, (keys.MANAGER, keys.LOG_PROB)).transpose(1, 2).reshape(envs * agents, time)
-        samples = per_lane[lane, step]
-        state = after.select((keys.MANAGER, keys.OPTION), (keys.MANAGER, keys.WEIGHTS)).transpose(1, 2)
-        state = state.reshape(envs * agents, time)[lane, step]
+        agents = data.shape[-1]
+        # Lanes are (env, agent) pairs; each decision's sample is its env step with the whole group (for a
+        # centralised critic), and the deciding agent's index.
+        env, agent = lane // agents, lane % agents
+        decided = data[env, step]
+        state = after.select((keys.MANAGER, keys.OPTION), (keys.MANAGER, keys.WEIGHTS))[env, step, agent]
         chosen = (keys.MANAGER, keys.OPTION) if self.rules.mode == "select" else (keys.MANAGER, keys.WEIGHTS)
         target = TensorDict(
             {
-                "advantage": valid.advantage,
-                "returns": valid.returns,
-                "old_log_prob": samples.get((keys.MANAGER, keys.LOG_PROB)),
+                "old_log_prob": _of_agent(decided.get((keys.MANAGER, keys.LOG_PROB)), agent),
                 "option": state.get(chosen),
-                "active": torch.ones_like(valid.advantage),
+                "agent": agent,
+                "weight": torch.ones(lane.numel()),
             },
             batch_size=[lane.numel()],
         )
-        metrics = self._ppo_epochs(samples.select(keys.OBSERVATION), {"manager": target}, frames, level="manager")
+        samples = decided.select(keys.OBSERVATION)
+        evaluate = self._manager_evaluator(samples, target)
+        extra: dict[str, float] = {}
+        if vtrace:
+            advantage, returns, extra = self._manager_vtrace(transitions, target, evaluate)
+        else:
+            advantage, returns = transitions.advantage[transitions.valid], transitions.returns[transitions.valid]
+        target.set("advantage", advantage)
+        target.set("returns", returns)
+        rows = getattr(settings, "minibatch_size", lane.numel())
+        problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows)
+        metrics = self.manager.update(problem, frames)
         if self.rules.learned:
             self._termination_pass(batch, frames, metrics)
-        result = metrics.result(self.manager_optimizer.lr)
-        result[tags.OPTION_LENGTH] = valid.length.float().mean().item()
+        result = metrics.result(self.manager.optimizer.lr) | extra
+        result[tags.OPTION_LENGTH] = transitions.length[transitions.valid].float().mean().item()
         return result
 
-    def _charge_switches(
-        self, batch: TensorDictBase, successor: TensorDictBase, reward: torch.Tensor, next_value: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The manager's ``[L, T]`` reward and bootstrap values less the switching cost (see the module docstring)."""
-        group, cost = self.group, self.rules.switching_cost
-        termination = _lanes(batch.get((group, keys.MANAGER, keys.TERMINATION))).to(reward.dtype)
-        reward = reward - cost * torch.cat([termination[:, 1:], torch.zeros_like(termination[:, :1])], dim=1)
-        beta = termination_probability(
-            successor.get(keys.manager(group, keys.TERMINATION_LOGITS)),
-            batch.get((keys.NEXT, group, keys.MANAGER, keys.OPTION)),
+    def _manager_evaluator(self, samples: TensorDictBase, target: TensorDictBase):
+        group, value_coef = self.group, self.manager_settings.value_coef
+
+        def evaluate(indices: torch.Tensor) -> dict[str, HeadOutputs]:
+            inputs = self.policy.evaluate_manager(TensorDict({group: samples[indices]}, batch_size=[len(indices)]))
+            rows = target[indices]
+            agent, chosen = rows.get("agent"), rows.get("option")
+            distribution = manager_distribution(self.rules.mode, _of_agent(inputs.get(keys.manager(group, keys.LOGITS)), agent))
+            auxiliary = {}
+            if self.rules.learned and "returns" in rows.keys():
+                option_values = _of_agent(inputs.get(keys.manager(group, keys.OPTION_VALUES)), agent)
+                chosen_value = option_values.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+                auxiliary["option_value"] = value_coef * 0.5 * ((chosen_value - rows.get("returns")) ** 2).mean()
+            return {
+                "manager": HeadOutputs(
+                    log_prob=distribution.log_prob(chosen),
+                    entropy=distribution.entropy(),
+                    value=_of_agent(inputs.get(keys.manager(group, keys.STATE_VALUE)), agent).squeeze(-1),
+                    distributions=(distribution,),
+                    auxiliary_losses=auxiliary,
+                )
+            }
+
+        return evaluate
+
+    def _manager_vtrace(self, transitions, target: TensorDictBase, evaluate) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """V-trace advantages and returns over each lane's options, with the current manager policy as target."""
+        valid = transitions.valid
+        with torch.no_grad():
+            current = evaluate(torch.arange(int(valid.sum())))["manager"].log_prob
+        behaviour = torch.zeros_like(transitions.value)
+        target_log_prob = torch.zeros_like(transitions.value)
+        behaviour[valid], target_log_prob[valid] = target.get("old_log_prob"), current
+        settings = self.manager_settings
+        advantage, returns = vtrace_targets(
+            behaviour_log_prob=behaviour,
+            target_log_prob=target_log_prob,
+            value=transitions.value,
+            next_value=transitions.bootstrap,
+            reward=transitions.reward,
+            done=transitions.end,
+            terminated=transitions.terminated,
+            gamma=transitions.discount,
+            rho_clip=settings.rho_clip,
+            c_clip=settings.c_clip,
         )
-        running = ~_lanes(batch.get((keys.NEXT, group, keys.DONE)))[:, -1]
-        next_value = next_value.clone()
-        next_value[:, -1] -= cost * _lanes(beta)[:, -1] * running
-        return reward, next_value
+        metrics = _importance_metrics(target.get("old_log_prob"), current, settings.rho_clip, "manager")
+        return advantage[valid], returns[valid], metrics
 
     def termination_samples(self, batch: TensorDictBase) -> TensorDictBase:
-        """The steps that feed the termination gradient, flat: every step but an episode's first.
-
-        Each holds the observation ``s_t`` and the option of the previous step (the option state read at ``t``).
-        """
-        data = batch.get(self.group)
-        is_init = batch.get(IS_INIT).expand(data.shape)
-        return data.select(keys.OBSERVATION, (keys.MANAGER, keys.OPTION))[~is_init]
+        """The steps that feed the termination gradient (see ``hierarchy.termination``)."""
+        return termination_samples(batch, self.group)
 
     def termination_loss(self, inputs: TensorDictBase) -> tuple[torch.Tensor, dict[str, float]]:
         """The option-critic termination loss on evaluated ``termination_samples``, and its metrics."""
-        group = self.group
-        option = inputs.get(keys.manager(group, keys.OPTION))
-        beta = termination_probability(inputs.get(keys.manager(group, keys.TERMINATION_LOGITS)), option)
-        with torch.no_grad():
-            option_values = inputs.get(keys.manager(group, keys.OPTION_VALUES))
-            policy = inputs.get(keys.manager(group, keys.LOGITS)).softmax(-1)
-            advantage = option_values.gather(-1, option.unsqueeze(-1)).squeeze(-1) - (policy * option_values).sum(-1)
-        loss = (beta * (advantage + self.rules.switching_cost)).mean()
-        return loss, {
-            tags.loss("manager", "termination"): loss.item(),
-            tags.TERMINATION_PROBABILITY: beta.mean().item(),
-            tags.TERMINATION_ADVANTAGE: advantage.mean().item(),
-        }
+        return termination_loss(inputs, self.group, self.rules.switching_cost)
 
     def _termination_pass(self, batch: TensorDictBase, frames: int, metrics: LevelMetrics) -> None:
         samples = self.termination_samples(batch)
-        if samples.shape[0]:
-            self._optimise(
-                "manager",
-                samples,
-                lambda inputs, _: self.termination_loss(inputs),
-                epochs=self.manager_settings.epochs,
-                frames=frames,
-                metrics=metrics,
-            )
+        if not samples.shape[0]:
+            return
+
+        def loss_of(indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
+            return self.termination_loss(self.policy.evaluate_manager(inputs))
+
+        minibatch = getattr(self.manager_settings, "minibatch_size", samples.shape[0] * samples.shape[1])
+        epochs = getattr(self.manager_settings, "epochs", 1)
+        rows = max(1, minibatch // samples.shape[1])
+        gradient_epochs(self.manager.optimizer, samples.shape[0], rows, epochs, loss_of, frames, metrics)
+
+
+def _importance_metrics(behaviour: torch.Tensor, target: torch.Tensor, rho_clip: float, level: str) -> dict[str, float]:
+    """Mean importance weight ``pi / mu`` of the taken actions and the share clipped at ``rho_clip``."""
+    rho = (target - behaviour).exp()
+    return {
+        tags.level_metric("importance_weight", level): rho.mean().item(),
+        tags.level_metric("importance_clipped", level): (rho > rho_clip).float().mean().item(),
+    }

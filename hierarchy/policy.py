@@ -18,9 +18,12 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
+from torch.distributions import Categorical
 
+from agents.base import HeadOutputs, parameters_of
 from agents.heads import ActorCriticHeads, OptionCriticHeads
 from envs import keys
+from hierarchy.actions import ActionParts
 from hierarchy.selectors import OptionRules, OptionSelector
 
 
@@ -34,27 +37,59 @@ class WorkerSpec:
     input_size: int
     hidden_sizes: tuple[int, ...]
     allowed_actions: tuple[int, ...] | None
+    centralised_agents: int | None = None
+    """Agents its centralised critic reads; ``None``: a local critic."""
+    controlled_parts: tuple[str, ...] | None = None
+    """Named parts of a composite action it acts on; ``None``: every part."""
+
+
+class AgentIdentity(TensorDictModuleBase):
+    """Writes each agent's one-hot index within its group, an input that lets parameter-sharing agents differ."""
+
+    def __init__(self, group: str, agents: int) -> None:
+        super().__init__()
+        self.group = group
+        self.register_buffer("identity", torch.eye(agents))
+        self.in_keys = []
+        self.out_keys = [keys.agent_id(group)]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Set ``(group, "embedding", "agent_id")`` to ``[..., agents, agents]`` one-hot rows."""
+        shape = tensordict.get(self.group).batch_size
+        return tensordict.set(self.out_keys[0], self.identity.expand(*shape, self.identity.shape[-1]))
 
 
 class ManagerNetwork(nn.Module):
     """Fusion of the detached modality embeddings, then the manager's scores over workers and a value.
 
     With ``option_critic`` it also has a termination head and an option-value head over the
-    workers, on the same fused embedding (learned termination).
+    workers, on the same fused embedding (learned termination). With ``agent_id_size`` the last
+    input is the agent's one-hot index, appended to the fused embedding; ``centralised_agents``
+    makes its critic read the whole group (see :class:`ActorCriticHeads`).
     """
 
     def __init__(
-        self, fusion: nn.Module, fused_size: int, workers: int, hidden_sizes: Sequence[int], option_critic: bool = False
+        self,
+        fusion: nn.Module,
+        fused_size: int,
+        workers: int,
+        hidden_sizes: Sequence[int],
+        option_critic: bool = False,
+        agent_id_size: int = 0,
+        centralised_agents: int | None = None,
     ) -> None:
         super().__init__()
         self.fusion = fusion
-        self.heads = ActorCriticHeads(fused_size, workers, hidden_sizes)
-        self.option_heads = OptionCriticHeads(fused_size, workers, hidden_sizes) if option_critic else None
+        self.agent_id_size = agent_id_size
+        features = fused_size + agent_id_size
+        self.heads = ActorCriticHeads(features, workers, hidden_sizes, centralised_agents=centralised_agents)
+        self.option_heads = OptionCriticHeads(features, workers, hidden_sizes) if option_critic else None
 
-    def forward(self, *embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any."""
+        embeddings, identity = (inputs[:-1], inputs[-1:]) if self.agent_id_size else (inputs, ())
         # Workers train the encoders; the manager learns which specialist to trust on top of them.
-        fused = self.fusion(*(embedding.detach() for embedding in embeddings))
+        fused = torch.cat([self.fusion(*(embedding.detach() for embedding in embeddings)), *identity], dim=-1)
         outputs = self.heads(fused)
         return outputs if self.option_heads is None else (*outputs, *self.option_heads(fused))
 
@@ -68,8 +103,9 @@ class GroupPolicy(TensorDictModuleBase):
         shared_encoders: observation key -> small encoder of a shared low-dimensional state.
         workers: the workers, in the manager's choice order.
         manager: the manager network, reading every modality's embedding.
-        actions: number of discrete actions of the group.
+        parts: the group's discrete action, as parts (``hierarchy.actions``).
         rules: the manager's mode and termination.
+        agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
     """
 
     def __init__(
@@ -79,8 +115,9 @@ class GroupPolicy(TensorDictModuleBase):
         shared_encoders: Mapping[str, TensorDictModuleBase],
         workers: Sequence[WorkerSpec],
         manager: ManagerNetwork,
-        actions: int,
+        parts: ActionParts,
         rules: OptionRules,
+        agent_identity: AgentIdentity | None = None,
     ) -> None:
         super().__init__()
         self.group = group
@@ -90,7 +127,9 @@ class GroupPolicy(TensorDictModuleBase):
         self.workers = nn.ModuleDict(
             {
                 worker.name: TensorDictModule(
-                    ActorCriticHeads(worker.input_size, actions, worker.hidden_sizes, worker.allowed_actions),
+                    ActorCriticHeads(
+                        worker.input_size, parts.total, worker.hidden_sizes, worker.allowed_actions, worker.centralised_agents
+                    ),
                     in_keys=list(worker.inputs),
                     out_keys=[keys.worker(group, worker.name, keys.LOGITS), keys.worker(group, worker.name, keys.STATE_VALUE)],
                 )
@@ -103,17 +142,23 @@ class GroupPolicy(TensorDictModuleBase):
         manager_outputs = [keys.manager(group, keys.LOGITS), keys.manager(group, keys.STATE_VALUE)]
         if rules.learned:
             manager_outputs += [keys.manager(group, keys.TERMINATION_LOGITS), keys.manager(group, keys.OPTION_VALUES)]
-        self.manager = TensorDictModule(
-            manager, in_keys=[keys.embedding(group, modality) for modality in encoders], out_keys=manager_outputs
-        )
-        self.selector = OptionSelector(group, self.worker_names, rules)
+        if (agent_identity is not None) != bool(manager.agent_id_size):
+            raise ValueError("an agent-id input needs a manager network built for it, and only then")
+        self.agent_identity = agent_identity
+        manager_inputs = [keys.embedding(group, modality) for modality in encoders]
+        manager_inputs += [keys.agent_id(group)] if agent_identity is not None else []
+        self.manager = TensorDictModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
+        self.parts = parts
+        control = torch.stack([parts.control_mask(worker.controlled_parts) for worker in workers])
+        self.selector = OptionSelector(group, self.worker_names, rules, parts, control)
         # Built only to compute the declared keys; the modules stay registered once, above.
         chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
         self.in_keys = list(chain.in_keys)
         self.out_keys = list(chain.out_keys)
 
     def _encoding_modules(self) -> list[TensorDictModuleBase]:
-        return [*self.encoders.values(), *self.shared_encoders.values()]
+        identity = [self.agent_identity] if self.agent_identity is not None else []
+        return [*self.encoders.values(), *self.shared_encoders.values(), *identity]
 
     def encode(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Every modality's embedding and every shared state's embedding."""
@@ -146,14 +191,37 @@ class GroupPolicy(TensorDictModuleBase):
             self.encode(tensordict)
         return self.manager(tensordict)
 
-    def worker_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the worker level: encoders, shared-state encoders and worker heads."""
-        modules = [*self.encoders.values(), *self.shared_encoders.values(), *self.workers.values()]
-        return [parameter for module in modules for parameter in module.parameters()]
+    def worker_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """``(actor, critic)`` parameters of the worker level: encoders and actor heads, then the value heads."""
+        actor_modules = [*self.encoders.values(), *self.shared_encoders.values()]
+        actor_modules += [worker.module.actor for worker in self.workers.values()]
+        critic_modules = [worker.module.critic for worker in self.workers.values()]
+        return parameters_of(actor_modules), parameters_of(critic_modules)
 
-    def manager_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the manager level: its fusion and heads (termination and option-value heads included)."""
-        return list(self.manager.parameters())
+    def manager_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """``(actor, critic)`` parameters of the manager: fusion and scores, then the value head (and the
+        termination and option-value heads of learned termination)."""
+        network = self.manager.module
+        critic_modules = [network.heads.critic, *([network.option_heads] if network.option_heads is not None else [])]
+        return parameters_of([network.fusion, network.heads.actor]), parameters_of(critic_modules)
+
+    def worker_outputs(self, tensordict: TensorDictBase) -> dict[str, HeadOutputs]:
+        """Every worker's policy over the parts it controls, evaluated on ``tensordict`` after
+        :meth:`evaluate_workers`: log-probability of the action taken, entropy, value."""
+        action = self.parts.read(tensordict)
+        outputs = {}
+        for index, name in enumerate(self.worker_names):
+            controlled = self.selector.control[index].tolist()
+            parts = self.parts.split(tensordict.get(keys.worker(self.group, name, keys.LOGITS)))
+            distributions = tuple(Categorical(logits=part) for part, on in zip(parts, controlled) if on)
+            taken = [action[..., part] for part, on in enumerate(controlled) if on]
+            outputs[name] = HeadOutputs(
+                log_prob=sum(distribution.log_prob(a) for distribution, a in zip(distributions, taken)),
+                entropy=sum(distribution.entropy() for distribution in distributions),
+                value=tensordict.get(keys.worker(self.group, name, keys.STATE_VALUE)).squeeze(-1),
+                distributions=distributions,
+            )
+        return outputs
 
 
 class HierarchicalPolicy(TensorDictModuleBase):

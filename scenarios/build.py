@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torchrl.data import Categorical
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 
 from envs import keys
 from envs.registry import make_env
 from envs.rewards import RewardChannels, make_reward_function
-from hierarchy.policy import GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
+from hierarchy.actions import ActionParts
+from hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from hierarchy.selectors import OptionRules
 from hierarchy.state import option_state_transforms
 from modalities.build import build_encoder, encoder_context
@@ -97,13 +97,26 @@ def agents_in(env: EnvBase, group: str) -> int:
     return int(env.full_reward_spec[group].shape[-1])
 
 
-def _action_count(scenario: Scenario, env: EnvBase, group: str) -> int:
-    spec = env.full_action_spec[group, keys.ACTION]
-    if not isinstance(spec, Categorical):
+def _action_parts(scenario: Scenario, env: EnvBase, group: str) -> ActionParts:
+    try:
         # Both manager modes compose categorical policies (weighted mode mixes them); continuous ones are not built yet.
-        message = f"group {group!r} has {type(spec).__name__} actions; only discrete actions are supported yet"
-        raise _error(scenario, ("env", "id"), f"{message} (manager mode {scenario.manager.mode!r} needs categorical workers)")
-    return int(spec.space.n)
+        parts = ActionParts.from_spec(group, env.full_action_spec[group, keys.ACTION])
+    except TypeError as error:
+        message = f"group {group!r}: {error} (manager mode {scenario.manager.mode!r} needs categorical workers)"
+        raise _error(scenario, ("env", "id"), message) from None
+    for name, worker in scenario.workers.items():
+        try:
+            parts.control_mask(worker.parts)
+        except ValueError as error:
+            raise _error(scenario, ("workers", name, "parts"), f"group {group!r}: {error}") from None
+        if parts.composite and worker.actions is not None:
+            message = f"group {group!r} has a composite action {list(parts.names)}: choose its parts with 'parts'"
+            raise _error(scenario, ("workers", name, "actions"), message)
+    controlled = {part for worker in scenario.workers.values() for part in (worker.parts or parts.names)}
+    if parts.composite and controlled != set(parts.names):
+        missing = sorted(set(parts.names) - controlled)
+        raise _error(scenario, ("workers",), f"no worker acts on action part(s) {missing} of group {group!r}")
+    return parts
 
 
 def _allowed_actions(scenario: Scenario, env: EnvBase, worker_name: str, actions: int) -> tuple[int, ...] | None:
@@ -143,17 +156,20 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             )
             for key in shared_keys
         }
-        actions = _action_count(scenario, env, group)
+        parts = _action_parts(scenario, env, group)
+        agents = agents_in(env, group)
+        identity_size = agents if scenario.multi_agent.agent_id else 0
+        centralised = agents if scenario.multi_agent.critic == "centralised" else None
         workers = []
         for name, worker in scenario.workers.items():
             modalities = scenario.worker_modalities(name)
             inputs = tuple(keys.embedding(group, modality) for modality in modalities)
             inputs += tuple(keys.shared_embedding(group, key) for key in worker.shared)
+            inputs += (keys.agent_id(group),) if identity_size else ()
             size = sum(scenario.modalities[modality].embedding_dim for modality in modalities)
-            size += SHARED_EMBEDDING_SIZE * len(worker.shared)
-            workers.append(
-                WorkerSpec(name, inputs, size, tuple(worker.hidden), _allowed_actions(scenario, env, name, actions))
-            )
+            size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size
+            allowed = _allowed_actions(scenario, env, name, parts.total)
+            workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, centralised, worker.parts))
         manager = scenario.manager
         fusion = build_fusion(
             manager.fusion,
@@ -163,8 +179,17 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             input_dims=[config.embedding_dim for config in scenario.modalities.values()],
         ).module
         rules = option_rules(scenario)
-        network = ManagerNetwork(fusion, fusion.output_dim, len(workers), manager.hidden, option_critic=rules.learned)
-        groups[group] = GroupPolicy(group, encoders, shared_encoders, workers, network, actions, rules)
+        network = ManagerNetwork(
+            fusion,
+            fusion.output_dim,
+            len(workers),
+            manager.hidden,
+            option_critic=rules.learned,
+            agent_id_size=identity_size,
+            centralised_agents=centralised,
+        )
+        identity = AgentIdentity(group, agents) if identity_size else None
+        groups[group] = GroupPolicy(group, encoders, shared_encoders, workers, network, parts, rules, identity)
     return HierarchicalPolicy(groups)
 
 

@@ -39,13 +39,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def random_states() -> dict[str, Any]:
-    """The state of every random generator the run uses."""
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy.random.get_state()}
+    """The state of every random generator the run uses (CUDA's where the run has used CUDA)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "python": random.getstate(),
+        "numpy": numpy.random.get_state(),
+    }
 
 
 def restore_random_states(states: dict[str, Any]) -> None:
     """Restore what :func:`random_states` returned."""
     torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
     random.setstate(states["python"])
     numpy.random.set_state(states["numpy"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from scenarios.catalog import builtin_scenarios
 from scenarios.checkpoint import CheckpointError
 from scenarios.errors import RunError, ScenarioError
+from scenarios.interrupt import EXIT_CODE, RunInterrupted
 from scenarios.loader import load, read_yaml, to_yaml
 
 SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
@@ -133,13 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``himo`` command; returns the exit code."""
+    """Entry point of the ``himo`` command; returns the exit code (130 after Ctrl-C)."""
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)
     except (ScenarioError, CheckpointError, RunError) as error:
         print(error, file=sys.stderr)
         return 2
+    except RunInterrupted as interruption:  # Ctrl-C during train or resume: says what was saved
+        print(f"\n{interruption}", file=sys.stderr)
+        return EXIT_CODE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_CODE
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Per-batch metrics of a collected batch, keyed by their TensorBoard tags (``hierarchy.tags``)."""
+"""Per-batch metrics of a collected batch, keyed by their TensorBoard tags (``agents.tags``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from tensordict import TensorDictBase
 
 from envs import keys
-from hierarchy import tags
+from agents import tags
 
 
 def batch_metrics(batch: TensorDictBase, groups: Sequence[str], workers: Sequence[str]) -> dict[str, float]:

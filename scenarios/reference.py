@@ -92,15 +92,31 @@ def _section_union(annotation: Any) -> list[type[BaseModel]]:
 
 def _union_rows(members: list[type[BaseModel]], field: FieldInfo, prefix: str) -> Iterator[FieldRow]:
     """The tag field once (its values and each one's description), then every member's own fields."""
-    tag = next(name for name in members[0].model_fields if all(name in member.model_fields for member in members))
+    # The tag is the field that each member fixes to one literal value (its discriminator).
+    tag = next(
+        name
+        for name in members[0].model_fields
+        if all(
+            name in member.model_fields and len(typing.get_args(member.model_fields[name].annotation)) == 1
+            for member in members
+        )
+    )
     values = [value for member in members for value in typing.get_args(member.model_fields[tag].annotation)]
     default = getattr(field.default_factory(), tag) if field.default_factory is not None else None
-    description = " ".join(member.model_fields[tag].description or "" for member in members)
+    description = " ".join(member.model_fields[tag].description for member in members if member.model_fields[tag].description)
     yield FieldRow(f"{prefix}{tag}", " \\| ".join(values), json.dumps(default) if default else "required", description)
+    # A field several members share is listed once; where their defaults differ, each member's is named.
+    rows: dict[str, list[tuple[str, FieldRow]]] = {}
     for member in members:
+        name = " ".join(typing.get_args(member.model_fields[tag].annotation))
         for row in field_rows(member, prefix):
             if row.path != f"{prefix}{tag}":
-                yield row
+                rows.setdefault(row.path, []).append((name, row))
+    for shared in rows.values():
+        first = shared[0][1]
+        defaults = {row.default for _, row in shared}
+        default = first.default if len(defaults) == 1 else ", ".join(f"{name}: {row.default}" for name, row in shared)
+        yield FieldRow(first.path, first.type, default, first.description)
 
 
 def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:

@@ -2,36 +2,36 @@
 
 A run lives in ``<log.dir>/<scenario>-<time>/``: ``scenario.yaml`` (the resolved scenario),
 TensorBoard event files, and ``checkpoints/latest.pt`` (written atomically every
-``log.checkpoint_every`` frames and at the end).
+``log.checkpoint_every`` frames, at the end, and when Ctrl-C stops the run). A checkpoint holds the
+state after a batch: policy, optimisers and schedules, and the resume point (``scenarios.resume_point``:
+random generators, collector, carried TensorDict and env state), so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import torch
+from tensordict import TensorDictBase
 from torch.utils.tensorboard import SummaryWriter
-from torchrl.collectors import Collector
+from torchrl.collectors import Collector, MultiAsyncCollector
 from tqdm import tqdm
 
 from agents.optim import NonFiniteLossError
-from hierarchy import tags
+from agents import tags
 from hierarchy.learner import GroupLearner
 from hierarchy.policy import HierarchicalPolicy
 from scenarios.build import build_env, build_policy, load_level_checkpoints
 from scenarios.errors import RunError
-from scenarios.checkpoint import (
-    LATEST,
-    load_checkpoint,
-    random_states,
-    restore_random_states,
-    save_atomically,
-    seed_everything,
-)
+from scenarios.checkpoint import LATEST, load_checkpoint, save_atomically, seed_everything
+from scenarios.collection import is_asynchronous, make_collector
+from scenarios.interrupt import InterruptGuard, RunInterrupted
 from scenarios.loader import load, to_yaml
 from scenarios.metrics import batch_metrics
+from scenarios.resume_point import capture_resume_point, restore_resume_point
 from scenarios.schema import Scenario
 
 SCENARIO_FILE = "scenario.yaml"
@@ -78,8 +78,11 @@ class Trainer:
         self.folder = folder
         self.frames = int(checkpoint["frames"]) if checkpoint else 0
         seed_everything(scenario.train.seed)
-        # A resumed run's envs continue with fresh episodes rather than replaying the first ones.
+        # Where the env's state is in the checkpoint it is restored; where not, the resumed envs start
+        # fresh episodes rather than replaying the first ones.
         self.env = build_env(scenario, seed=scenario.train.seed + self.frames)
+        # Before building the policy: some initialisations (orthogonal) give other floats on other thread counts.
+        torch.set_num_threads(scenario.train.threads)
         self.policy: HierarchicalPolicy = build_policy(scenario, self.env)
         load_level_checkpoints(scenario, self.policy)
         algorithm = scenario.algorithm
@@ -93,16 +96,24 @@ class Trainer:
                 for group, learner in self.learners.items():
                     learner.load_state_dict(checkpoint["learners"][group])
             except (RuntimeError, ValueError, KeyError) as error:
-                raise RunError(
-                    f"{folder / SCENARIO_FILE} no longer matches the checkpoint it resumes "
-                    f"(was the scenario edited beyond train.frames?): {error}"
-                ) from None
-            restore_random_states(checkpoint["random"])
-        torch.set_num_threads(scenario.train.threads)
+                raise self._mismatch(error) from None
+        # Its collection state and random generators are restored once the collector exists (see `_start`).
+        self._checkpoint = checkpoint
+        self.resumed_exactly: bool | None = None
+        """After `run` resumed a checkpoint: whether the envs continued their episodes (else fresh ones began)."""
+        self._resume_point: dict | None = None
+        self._saved_frames: int | None = int(checkpoint["frames"]) if checkpoint else None
+        self._clock = (datetime.now(), self.frames)  # when and at which frames this process's part of the run began
         # TensorBoard drops what a resumed run logged past its checkpoint, i.e. steps above its frames: the
         # checkpoint's own batch was logged before it was saved, so it stays (purge_step = frames would drop it).
         self.writer = SummaryWriter(str(folder), purge_step=self.frames + 1 if checkpoint else None)
         self.returns: list[tuple[int, float]] = []
+
+    def _mismatch(self, error: Exception) -> RunError:
+        return RunError(
+            f"{self.folder / SCENARIO_FILE} no longer matches the checkpoint it resumes "
+            f"(was the scenario edited beyond train.frames?): {error}"
+        )
 
     @property
     def checkpoint_path(self) -> Path:
@@ -110,51 +121,56 @@ class Trainer:
         return self.folder / CHECKPOINT_FOLDER / LATEST
 
     def save(self) -> None:
-        """Write the latest checkpoint atomically."""
+        """Write the latest checkpoint atomically: the state after the last batch (see `scenarios.resume_point`)."""
+        if self._resume_point is None:
+            raise RuntimeError("Trainer.save() is called by run(), once the collector exists")
         state = {
             "frames": self.frames,
             "policy": self.policy.state_dict(),
             "learners": {group: learner.state_dict() for group, learner in self.learners.items()},
-            "random": random_states(),
+            **self._resume_point,
             "scenario": to_yaml(self.scenario),
         }
         save_atomically(state, self.checkpoint_path)
+        self._saved_frames = self.frames
 
     def run(self, progress: bool = True) -> TrainResult:
-        """Train until ``train.frames``; returns the learning curve."""
+        """Train until ``train.frames``; returns the learning curve.
+
+        Ctrl-C stops the run between two batches and saves its checkpoint (`scenarios.interrupt`);
+        ``RunInterrupted`` then says where it is and how to resume.
+        """
         scenario = self.scenario
         remaining = scenario.train.frames - self.frames
         if remaining <= 0:
             return TrainResult(self.folder, self.frames, self.returns)
         batch_frames = scenario.train.frames_per_batch
-        remaining = -(-remaining // batch_frames) * batch_frames  # whole batches, so the last one is full
-        collector = Collector(
-            self.env,
-            self.policy,
-            frames_per_batch=scenario.train.frames_per_batch,
-            total_frames=remaining,
-            auto_register_policy_transforms=False,
-        )
+        target = self.frames + -(-remaining // batch_frames) * batch_frames  # whole batches, so the last one is full
+        collector = make_collector(scenario, self.env, self.policy, self.frames)
         torch.set_num_threads(scenario.train.threads)
-        groups, workers = list(self.policy.groups), list(scenario.workers)
         bar = tqdm(total=scenario.train.frames, initial=self.frames, unit="frames", disable=not progress)
-        next_checkpoint = (self.frames // scenario.log.checkpoint_every + 1) * scenario.log.checkpoint_every
-        start, start_frames = datetime.now(), self.frames
+        self._clock = (datetime.now(), self.frames)
         try:
-            for batch in collector:
-                self.frames += batch.numel()
-                metrics = batch_metrics(batch, groups, workers)
-                for group, learner in self.learners.items():
-                    learned = learner.update(batch, self.frames)
-                    metrics |= {tags.in_group(group, name, len(groups)): value for name, value in learned.items()}
-                metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - start).total_seconds(), 1e-9)
-                self._log(metrics, groups)
-                if self.frames >= next_checkpoint:
-                    self.save()
-                    next_checkpoint += scenario.log.checkpoint_every
-                bar.update(batch.numel())
-                recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
-                bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
+            self._start(collector)
+            with InterruptGuard() as guard:
+                learning = False
+                try:
+                    for batch in collector:
+                        learning = True
+                        with guard.deferred():
+                            self._learn(batch, collector, target, bar)
+                        learning = False
+                        if self.frames >= target:
+                            break
+                        if guard.requested:  # Ctrl-C came during the update: stop now that it is done
+                            raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    if learning:  # a second Ctrl-C (or an error) left the update half done: nothing to save
+                        raise self._interruption(saved=False) from None
+                    # Collection changes neither the policy nor the learners: with the last resume point they are whole.
+                    if self._saved_frames != self.frames:
+                        self.save()
+                    raise self._interruption(saved=True) from None
         except NonFiniteLossError as error:
             if self.checkpoint_path.is_file():
                 saved = f"last good checkpoint: {self.checkpoint_path}"
@@ -165,9 +181,72 @@ class Trainer:
             bar.close()
             collector.shutdown()
             self.writer.close()
-        self.save()
-        seconds = max((datetime.now() - start).total_seconds(), 1e-9)
-        return TrainResult(self.folder, self.frames, self.returns, (self.frames - start_frames) / seconds)
+        seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
+        return TrainResult(self.folder, self.frames, self.returns, (self.frames - self._clock[1]) / seconds)
+
+    def _local(self, collector: Collector | MultiAsyncCollector) -> Collector | None:
+        """The collector whose envs run in this process (whose state a checkpoint holds), if any."""
+        return collector if isinstance(collector, Collector) else None
+
+    def _start(self, collector: Collector | MultiAsyncCollector) -> None:
+        """Restore the checkpoint's collection state and random generators, or note the fresh run's starting point."""
+        if self._checkpoint is not None:
+            try:
+                self.resumed_exactly = restore_resume_point(self._local(collector), self.env, self._checkpoint)
+            except ValueError as error:
+                raise self._mismatch(error) from None
+            except KeyError as error:
+                raise RunError(f"{self.checkpoint_path}: this checkpoint holds no resume point (no {error})") from None
+            self._checkpoint = None
+            if self.resumed_exactly:
+                note = "the envs continue their episodes where the checkpoint left them"
+            elif is_asynchronous(self.scenario):
+                note = (
+                    "the envs run in actor processes, whose state is not in the checkpoint, so they start fresh "
+                    "episodes; policy, optimisers, schedules and random generators are restored"
+                )
+            else:
+                note = (
+                    f"the state of {self.scenario.env.id} is not in the checkpoint (it cannot be saved), so its envs "
+                    "start fresh episodes; policy, optimisers, schedules and random generators are restored"
+                )
+            tqdm.write(f"resuming at {self.frames} frames: {note}", file=sys.stderr)
+        self._resume_point = capture_resume_point(self._local(collector), self.env)
+
+    def _learn(self, batch: TensorDictBase, collector: Collector | MultiAsyncCollector, target: int, bar: tqdm) -> None:
+        """Learn from one batch, log it and checkpoint when due."""
+        scenario = self.scenario
+        groups, workers = list(self.policy.groups), list(scenario.workers)
+        self.frames += batch.numel()
+        metrics = batch_metrics(batch, groups, workers)
+        for group, learner in self.learners.items():
+            learned = learner.update(batch, self.frames)
+            metrics |= {tags.in_group(group, name, len(groups)): value for name, value in learned.items()}
+        if not isinstance(collector, Collector):
+            collector.update_policy_weights_()  # the actors' next batches come from the updated policy
+        started, start_frames = self._clock
+        metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - started).total_seconds(), 1e-9)
+        self._log(metrics, groups)
+        self._resume_point = capture_resume_point(self._local(collector), self.env)
+        every = scenario.log.checkpoint_every
+        if self.frames // every > (self.frames - batch.numel()) // every or self.frames >= target:
+            self.save()
+        bar.update(batch.numel())
+        recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
+        bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
+
+    def _interruption(self, saved: bool) -> RunInterrupted:
+        """What to tell the user when Ctrl-C stopped the run (``saved``: at the current frames)."""
+        if saved:
+            head = f"interrupted at {self.frames} frames; checkpoint saved: {self.checkpoint_path}"
+        elif self._saved_frames is not None:
+            head = (
+                f"aborted at {self.frames} frames without saving; "
+                f"the last checkpoint ({self._saved_frames} frames) is {self.checkpoint_path}"
+            )
+        else:
+            return RunInterrupted(f"aborted at {self.frames} frames; no checkpoint was written")
+        return RunInterrupted(f"{head}\nresume with: himo resume {self.folder}")
 
     def _log(self, metrics: dict[str, float], groups: list[str]) -> None:
         for name, value in metrics.items():
@@ -188,7 +267,7 @@ def train(scenario: Scenario, folder: Path | None = None, progress: bool = True)
 
 
 def resume(folder: Path, progress: bool = True) -> TrainResult:
-    """Continue the run in ``folder`` from its latest checkpoint (frames, optimisers, schedules, RNG)."""
+    """Continue the run in ``folder`` from its latest checkpoint (see the module docstring for what it restores)."""
     scenario = load(folder / SCENARIO_FILE)
     checkpoint = load_checkpoint(folder / CHECKPOINT_FOLDER / LATEST)
     return Trainer(scenario, folder, checkpoint).run(progress)

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WrapSerializer, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, WrapSerializer, field_validator, model_validator
 
 from envs.registry import split_env_id
 from envs.rewards import REWARD_FUNCTIONS, make_reward_function
+from scenarios.algorithms import AlgorithmConfig
 from scenarios.errors import FieldProblem, with_suggestion
+from scenarios.schema_base import Section
 from modalities.fusion import FUSIONS
 from modalities.registry import ENCODERS
 
@@ -32,15 +34,6 @@ def FrozenMapping(value_type: Any) -> Any:  # noqa: N802 - reads as a type in an
         WrapSerializer(lambda value, handler: handler(dict(value))),
     ]
 
-
-class Section(BaseModel):
-    """Base of every scenario section: unknown fields are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-ALGORITHM_NAMES = ("ppo",)
-"""Algorithms a level can use. The rest of the actor-critic family joins as it is implemented."""
 
 EncoderConfigUnion = Annotated[Union[tuple(ENCODERS.values())], Field(discriminator="encoder")]
 
@@ -98,6 +91,12 @@ class WorkerConfig(Section):
     )
     actions: tuple[str | int, ...] | None = Field(
         None, description="Subset of discrete actions (names or indices) the worker may take; default: all."
+    )
+    parts: tuple[str, ...] | None = Field(
+        None,
+        min_length=1,
+        description="Named parts of a composite action the worker acts on; the others take their default "
+        "(index 0) while it acts. Default: every part.",
     )
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         (64, 64), min_length=1, description="Hidden layer sizes of the worker's actor and critic."
@@ -176,36 +175,15 @@ class ManagerConfig(Section):
         return self
 
 
-class LevelAlgorithmConfig(Section):
-    """How one level (manager or workers) learns."""
+class MultiAgentConfig(Section):
+    """How the agents of one group share their policy (agents of a group always share parameters)."""
 
-    name: Literal[ALGORITHM_NAMES] = Field("ppo", description="Learning algorithm of this level.")
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimiser of this level.")
-    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate.")
-    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
-        "constant", description="Learning-rate schedule over the run's frames."
+    critic: Literal["local", "centralised"] = Field(
+        "local",
+        description="local: each agent's critics read its own observation (IPPO-style); centralised: every critic "
+        "(workers' and manager's) also reads the whole group's embeddings (MAPPO-style).",
     )
-    max_grad_norm: float | None = Field(0.5, gt=0.0, description="Gradient clipping by global norm; null: none.")
-    entropy_coef: float = Field(0.01, ge=0.0, description="Entropy bonus coefficient.")
-    value_coef: float = Field(0.5, ge=0.0, description="Critic loss coefficient.")
-    epochs: int = Field(4, ge=1, description="Passes over each batch.")
-    minibatch_size: int = Field(256, ge=1, description="Samples per gradient step.")
-    clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="PPO ratio clipping.")
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
-    frozen: bool = Field(False, description="Keep this level's parameters fixed.")
-    checkpoint: str | None = Field(None, description="Checkpoint file to load this level's parameters from.")
-
-
-class AlgorithmConfig(Section):
-    """The learning algorithm of each level; a bare name is shorthand for {name: <name>}."""
-
-    manager: LevelAlgorithmConfig = Field(default_factory=LevelAlgorithmConfig, description="Manager level.")
-    workers: LevelAlgorithmConfig = Field(default_factory=LevelAlgorithmConfig, description="Worker level.")
-
-    @field_validator("manager", "workers", mode="before")
-    @classmethod
-    def _name_shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    agent_id: bool = Field(False, description="Append each agent's one-hot index in its group to every actor's and critic's input.")
 
 
 class TrainConfig(Section):
@@ -217,6 +195,13 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0, description="Seed of every random generator of the run.")
     device: str = Field("cpu", description="Torch device for the policy and learning.")
     threads: int = Field(1, ge=1, description="Torch intra-op threads (1 is fastest for small networks).")
+    actors: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="impala: actor processes collecting asynchronously, each with env.num_envs envs of its own "
+        "(the on-policy algorithms collect in the training process).",
+    )
 
 
 class LogConfig(Section):
@@ -243,6 +228,9 @@ class Scenario(Section):
         default_factory=dict, description="Workers by name; default: one worker per modality."
     )
     manager: ManagerConfig = Field(default_factory=ManagerConfig, description="The manager.")
+    multi_agent: MultiAgentConfig = Field(
+        default_factory=MultiAgentConfig, description="Parameter sharing within a group: critics and agent id."
+    )
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm per level.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The training run.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging and checkpoints.")
@@ -261,6 +249,29 @@ class Scenario(Section):
                 if modality not in self.modalities:
                     path = ("workers", worker_name) + (("modalities",) if worker.modalities else ())
                     raise FieldProblem(path, f"no modality named {modality!r}; modalities are {sorted(self.modalities)}")
+        return self
+
+    @model_validator(mode="after")
+    def _algorithms_fit_together(self) -> Scenario:
+        levels = {"workers": self.algorithm.workers}
+        if len(self.workers) > 1:  # a single worker leaves the manager nothing to learn
+            levels["manager"] = self.algorithm.manager
+        impala = [level for level, config in levels.items() if config.name == "impala"]
+        if self.train.actors > 1 and not impala:
+            raise FieldProblem(
+                ("train", "actors"),
+                "several actor processes collect for impala only; the on-policy algorithms learn from data "
+                "collected with the current policy in the training process (set train.actors: 1)",
+            )
+        on_policy = [level for level, config in levels.items() if config.name != "impala" and not config.frozen]
+        if impala and on_policy:
+            other = on_policy[0]
+            raise FieldProblem(
+                ("algorithm", other, "name"),
+                f"the {impala[0]} level learns with impala, whose actors run on lagged copies of the policy, but the "
+                f"{other} level's {levels[other].name} assumes data from the current policy; use impala at both levels "
+                f"(or freeze the {other} level)",
+            )
         return self
 
     @model_validator(mode="after")

@@ -28,7 +28,10 @@ key                                               shape                        d
 ``("next", "done"|"terminated"|"truncated")``     ``[E, 1]``                   bool
 ================================================  ===========================  ===============
 
-Actions (``env.action_names``): ``left``, ``right`` (turn 90 degrees), ``forward``, ``stay``.
+Actions (``env.action_names``): ``left``, ``right`` (turn 90 degrees), ``forward``, ``stay``. With
+``action_parts=True`` the action is composite instead, ``("agents", "action", "turn")`` in
+``none, left, right`` and ``("agents", "action", "move")`` in ``stay, forward`` (``env.action_parts``),
+applied in one step, the turn first.
 
 Team reward, the same for every agent: ``(1 - 0.9 * steps / max_steps) / agents`` for each agent
 that arrives on this step, else 0; a whole success (every agent arrives) is worth at most 1 in
@@ -58,7 +61,7 @@ from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
 from envs import keys
-from envs.builtin.beacon_config import ACTION_NAMES, COMPONENT_NAMES, BeaconConfig
+from envs.builtin.beacon_config import ACTION_NAMES, ACTION_PARTS, COMPONENT_NAMES, BeaconConfig
 from envs.builtin.beacon_render import BeaconRenderer
 from envs.builtin.beacon_world import BeaconWorld, StepOutcome
 
@@ -73,6 +76,14 @@ def reward_components(outcome: StepOutcome, config: BeaconConfig) -> dict[str, t
     return {"explore": explore, "instruction": instruction, "approach_sound": outcome.approach}
 
 
+def _copied(
+    observation: dict[str, torch.Tensor] | None, device: torch.device | None = None
+) -> dict[str, torch.Tensor] | None:
+    if observation is None:
+        return None
+    return {name: value.to(device or value.device, copy=True) for name, value in observation.items()}
+
+
 class BeaconEnv(EnvBase):
     """Batched TorchRL env of ``num_envs`` beacon worlds stepped together (see the module docstring)."""
 
@@ -83,7 +94,8 @@ class BeaconEnv(EnvBase):
         self.config = config
         self.num_envs = num_envs
         self.group = GROUP
-        self.action_names: list[str] = list(ACTION_NAMES)
+        self.action_names: list[str] = [] if config.action_parts else list(ACTION_NAMES)
+        self.action_parts: dict[str, list[str]] = dict(ACTION_PARTS) if config.action_parts else {}
         self.component_names: list[str] = list(COMPONENT_NAMES)
         self.world = BeaconWorld(config, num_envs=num_envs, seed=seed, device=self.device)
         self.renderer = BeaconRenderer(self.world)
@@ -124,13 +136,18 @@ class BeaconEnv(EnvBase):
             {GROUP: Composite({keys.OBSERVATION: observation, keys.REWARD_COMPONENTS: components}, shape=group_shape)},
             shape=self.batch_size,
         )
+        if config.action_parts:
+            action = Composite(
+                {
+                    part: Categorical(len(choices), shape=group_shape, device=device)
+                    for part, choices in ACTION_PARTS.items()
+                },
+                shape=group_shape,
+            )
+        else:
+            action = Categorical(len(ACTION_NAMES), shape=group_shape, device=device)
         self.action_spec = Composite(
-            {
-                GROUP: Composite(
-                    {keys.ACTION: Categorical(len(ACTION_NAMES), shape=group_shape, device=device)}, shape=group_shape
-                )
-            },
-            shape=self.batch_size,
+            {GROUP: Composite({keys.ACTION: action}, shape=group_shape)}, shape=self.batch_size
         )
         self.reward_spec = Composite(
             {GROUP: Composite({keys.REWARD: Unbounded(shape=(*group_shape, 1), device=device)}, shape=group_shape)},
@@ -148,6 +165,16 @@ class BeaconEnv(EnvBase):
         )
 
     # ------------------------------------------------------------------------------ TorchRL API
+    def capture_state(self) -> dict[str, Any]:
+        """The worlds' state, their generator's and the last observation, copied (see ``envs.env_state``)."""
+        return {"world": self.world.state_dict(), "observation": _copied(self._observation)}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Continue from what :meth:`capture_state` returned."""
+        self.world.load_state_dict(state["world"])
+        # Partial resets re-render only the reset envs and keep this for the others (a re-render would draw noise).
+        self._observation = _copied(state["observation"], self.device)
+
     def _set_seed(self, seed: int | None) -> None:
         self.world.seed(0 if seed is None else int(seed))
 
@@ -174,8 +201,11 @@ class BeaconEnv(EnvBase):
         return self._output(observation, dict.fromkeys(COMPONENT_NAMES, zeros), None, no, no)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        actions = tensordict.get((GROUP, keys.ACTION))
-        outcome = self.world.step(actions.long())
+        if self.config.action_parts:
+            parts = [tensordict.get((GROUP, keys.ACTION, part)).long() for part in ACTION_PARTS]
+            outcome = self.world.step_parts(*parts)
+        else:
+            outcome = self.world.step(tensordict.get((GROUP, keys.ACTION)).long())
         return self._output(
             self._observe(), self.components(outcome), outcome.reward, outcome.terminated, outcome.truncated
         )

@@ -29,6 +29,10 @@ MISSION_TEMPLATES: tuple[str, ...] = (
 ACTION_NAMES: list[str] = ["left", "right", "forward", "stay"]
 LEFT, RIGHT, FORWARD, STAY = range(len(ACTION_NAMES))
 
+# With ``action_parts`` the action is composite: a turn and a move, applied in that order in one step.
+# Index 0 of each part (no turn, stay) is what a part that no acting worker controls defaults to.
+ACTION_PARTS: dict[str, list[str]] = {"turn": ["none", "left", "right"], "move": ["stay", "forward"]}
+
 # Reward components, one per modality (see envs/builtin/beacon.py for their definitions).
 COMPONENT_NAMES: tuple[str, ...] = ("explore", "instruction", "approach_sound")
 
@@ -49,6 +53,8 @@ class BeaconConfig:
         sample_rate: audio sample rate in Hz.
         samples: audio samples per step and ear.
         noise: standard deviation of white noise added to each ear's waveform.
+        action_parts: make the action composite, ``{"turn": none|left|right, "move": stay|forward}``
+            (both applied in one step, the turn first), instead of one of ``ACTION_NAMES``.
     """
 
     agents: int = 2
@@ -61,11 +67,16 @@ class BeaconConfig:
     sample_rate: int = 4000
     samples: int = 256
     noise: float = 0.0
+    action_parts: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            expected = float if field.type in (float, "float") else int
+            expected = {"float": float, "bool": bool}.get(str(getattr(field.type, "__name__", field.type)), int)
+            if expected is bool:
+                if not isinstance(value, bool):
+                    raise ValueError(f"himo/beacon: {field.name} must be bool, got {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 expected is int and not isinstance(value, int)
             ):

@@ -45,6 +45,8 @@ class BeaconParallelEnv(ParallelEnv):
             raise ValueError(f"himo/beacon: render_mode must be None (no rendering), got {render_mode!r}")
         self.render_mode = render_mode
         self.config = BeaconConfig.from_kwargs(**kwargs)
+        if self.config.action_parts:
+            raise ValueError("himo/beacon: action_parts is for the batched TorchRL env; this env's actions are Discrete(4)")
         self.world = BeaconWorld(self.config, num_envs=1, seed=seed)
         self.world.seed(seed)  # the first reset() draws the layout the TorchRL env with this seed draws
         self.renderer = BeaconRenderer(self.world)

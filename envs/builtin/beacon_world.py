@@ -31,6 +31,12 @@ DIRECTION_VECTORS = torch.tensor([[1, 0], [0, 1], [-1, 0], [0, -1]])
 
 MAX_LAYOUT_ATTEMPTS = 100
 
+STATE_TENSORS = (
+    "grid", "beacon_position", "beacon_colour", "agent_position", "agent_direction", "target", "template", "arrived",
+    "step_count", "seen",
+)
+"""The attributes that hold the worlds' episode state (everything else is fixed by the config)."""
+
 
 class StepOutcome(NamedTuple):
     """What one step did, per env ``[E]`` or per env and agent ``[E, A]``."""
@@ -91,6 +97,24 @@ class BeaconWorld:
     def seed(self, seed: int) -> None:
         """Re-seed the world's generator (the next reset draws from it)."""
         self.generator.manual_seed(seed)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Copies of the episode state of every world and of the generator's state."""
+        state = {name: getattr(self, name).clone() for name in STATE_TENSORS}
+        return state | {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from what :meth:`state_dict` returned; ``ValueError`` when it is another configuration's."""
+        for name in STATE_TENSORS:
+            own, saved = getattr(self, name), state[name]
+            if saved.shape != own.shape or saved.dtype != own.dtype:
+                raise ValueError(
+                    f"himo/beacon: saved {name} is {saved.dtype} {list(saved.shape)}, these worlds have "
+                    f"{own.dtype} {list(own.shape)} (was the env configuration changed?)"
+                )
+        for name in STATE_TENSORS:
+            setattr(self, name, state[name].to(self.device, copy=True))
+        self.generator.set_state(state["generator"])
 
     # ----------------------------------------------------------------------------------- queries
     # Every query takes an optional ``index`` (env indices) to compute only some envs; the
@@ -215,12 +239,19 @@ class BeaconWorld:
     # ------------------------------------------------------------------------------------- step
     def step(self, actions: torch.Tensor) -> StepOutcome:
         """Advance every env by one step with ``actions`` ``[E, A]`` (indices into ``ACTION_NAMES``)."""
+        return self.advance((actions == RIGHT).long() - (actions == LEFT).long(), actions == FORWARD)
+
+    def step_parts(self, turn: torch.Tensor, move: torch.Tensor) -> StepOutcome:
+        """Advance with a composite action ``[E, A]`` per part (indices into ``ACTION_PARTS``): turn, then move."""
+        return self.advance((turn == 2).long() - (turn == 1).long(), move == 1)
+
+    def advance(self, turn: torch.Tensor, forward: torch.Tensor) -> StepOutcome:
+        """Advance every env by one step: each agent turns by ``turn`` (-1 left, +1 right), then moves if ``forward``."""
         config, size = self.config, self.config.size
         active = ~self.arrived
         distance_before = self.target_distance()
-        turn = (actions == RIGHT).long() - (actions == LEFT).long()
         self.agent_direction = (self.agent_direction + turn * active) % 4
-        forward = (actions == FORWARD) & active
+        forward = forward & active
         front = self.agent_position + self.directions[self.agent_direction]
         front_code = self.grid.view(self.num_envs, size * size).gather(1, front[..., 1] * size + front[..., 0]).long()
         touched = forward & (front_code >= BEACON)

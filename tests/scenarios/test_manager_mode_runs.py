@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 
-from hierarchy import tags
+from agents import tags
 from hierarchy.learner import GroupLearner
 from scenarios.build import build_env, build_policy
 from scenarios.checkpoint import seed_everything

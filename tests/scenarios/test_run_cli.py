@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hierarchy import tags
+from agents import tags
 from scenarios.checkpoint import load_checkpoint
 from scenarios.cli import main
 from scenarios.loader import load, to_yaml

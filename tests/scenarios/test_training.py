@@ -12,9 +12,10 @@ import yaml
 from short_runs import SMALL_BEACON
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import hierarchy.learner
-from hierarchy import tags
-from hierarchy.learner import GroupLearner
+import agents.ppo
+from agents import tags
+from agents.ppo import PPO
+from agents.registry import ALGORITHMS
 from scenarios.build import build_env, build_policy
 from scenarios.checkpoint import load_checkpoint, seed_everything
 from scenarios.cli import main
@@ -52,16 +53,18 @@ def parameter_names(scenario: Scenario) -> set[str]:
     return names
 
 
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @pytest.mark.parametrize("frozen", ["workers", "manager"])
-def test_a_frozen_level_stays_bit_identical_while_the_other_learns(frozen: str, tmp_path: Path) -> None:
-    scenario = load("beacon", [*SMALL_BEACON, f"algorithm.{frozen}.frozen=true", f"log.dir={tmp_path}"])
+def test_a_frozen_level_stays_bit_identical_while_the_other_learns(frozen: str, algorithm: str, tmp_path: Path) -> None:
+    levels = [f"algorithm.{level}={{name: {algorithm}}}" for level in ("workers", "manager")]
+    scenario = load("beacon", [*SMALL_BEACON, *levels, f"algorithm.{frozen}.frozen=true", f"log.dir={tmp_path}"])
     before = initial_policy_state(scenario)
     result = train(scenario, progress=False)
     after = load_checkpoint(result.folder / "checkpoints" / "latest.pt")["policy"]
     assert result.frames == 512 and after.keys() == before.keys()
 
     modules = {name.split(".")[2] for name in before}
-    assert modules == {"encoders", "shared_encoders", "workers", "manager"}, "beacon has every kind of module"
+    assert modules == {"encoders", "shared_encoders", "workers", "manager", "selector"}, "beacon has every kind of module"
     parameters = parameter_names(scenario)
     learning = "manager" if frozen == "workers" else "workers"
     for name, value in before.items():
@@ -80,7 +83,7 @@ def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
 
 def adam_steps(checkpoint: dict, level: str) -> float:
     """How many updates a level's Adam has taken (its per-parameter ``step``)."""
-    state = checkpoint["learners"]["agent"][level]["optimizer"]["state"]
+    state = checkpoint["learners"]["agent"][level]["optimizer"]["optimizer"]["state"]
     return float(state[0]["step"])
 
 
@@ -131,7 +134,7 @@ def test_resume_after_a_crash_continues_frames_optimisers_and_schedules(
     assert resumed["frames"] == whole["frames"] == 1024
     for level in ("workers", "manager"):
         assert adam_steps(resumed, level) == adam_steps(whole, level) > 0, f"{level} optimiser state not continued"
-        assert resumed["learners"]["agent"][level]["frames"] == 1024
+        assert resumed["learners"]["agent"][level]["optimizer"]["frames"] == 1024
     # The schedules continue: every logged lr, before and after the crash, is the uninterrupted run's; and each
     # curve has every batch exactly once (the dead run's 768 is dropped, the checkpoint's own 512 is kept).
     for tag in LR_TAGS:
@@ -179,11 +182,11 @@ class Poison:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, level: str, frames: set[int]) -> None:
         self.level, self.frames, self.current = level, frames, None
-        original_epochs, original_terms = GroupLearner._ppo_epochs, hierarchy.learner.ppo_terms
+        original_update, original_terms = PPO.update, agents.ppo.ppo_terms
 
-        def epochs(learner, samples, targets, frames, level):
-            self.current = (level, frames)
-            return original_epochs(learner, samples, targets, frames, level)
+        def update(algorithm, problem, frames):
+            self.current = (problem.level, frames)
+            return original_update(algorithm, problem, frames)
 
         def terms(**keywords):
             result = original_terms(**keywords)
@@ -191,8 +194,8 @@ class Poison:
                 result = dataclasses.replace(result, loss_critic=result.loss_critic * math.nan)
             return result
 
-        monkeypatch.setattr(GroupLearner, "_ppo_epochs", epochs)
-        monkeypatch.setattr(hierarchy.learner, "ppo_terms", terms)
+        monkeypatch.setattr(PPO, "update", update)
+        monkeypatch.setattr(agents.ppo, "ppo_terms", terms)
 
 
 def record_checkpoints(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, torch.Tensor]]:

@@ -1,0 +1,168 @@
+"""The one small interface every learning algorithm implements, usable at either level of the hierarchy.
+
+A level (the workers, or the manager) hands its algorithm a :class:`LevelProblem`: the samples to
+learn from (rows, minibatched along their first dimension), each policy head's targets aligned with
+them (advantage, critic return, behaviour log-probability, actor weight), and a function that
+evaluates the current heads on some rows (:class:`HeadOutputs`, differentiable). A head is one
+actor-critic: a worker, or the manager. The algorithm owns its optimiser(s) and returns its metrics
+keyed by TensorBoard tags. How the targets are estimated (GAE or V-trace) is the algorithm's
+``estimator``; the hierarchy computes them (per-channel returns for workers, the semi-MDP for the
+manager).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+from torch.distributions import Distribution, kl_divergence
+
+from agents.optim import LevelOptimizer, NonFiniteLossError
+from agents.tags import level_metric
+
+__all__ = [
+    "HeadOutputs",
+    "LevelAlgorithm",
+    "LevelMetrics",
+    "LevelProblem",
+    "NonFiniteLossError",
+    "gradient_epochs",
+    "minibatches",
+]
+
+
+@dataclass
+class HeadOutputs:
+    """One head evaluated on a minibatch of rows, with gradient.
+
+    Attributes:
+        log_prob: log-probability of the action (or option) the row took, ``[rows, ...]``.
+        entropy: entropy of the head's policy, same shape.
+        value: the critic's value, same shape.
+        distributions: the head's policy as distributions (e.g. one per action part it controls),
+            for measuring the KL divergence between two evaluations.
+        auxiliary_losses: critic-side losses the head adds to its level's, by name (the manager's
+            ``option_value`` regression under learned termination); logged as ``loss/<level>/<name>``.
+    """
+
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+    value: torch.Tensor
+    distributions: tuple[Distribution, ...]
+    auxiliary_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def auxiliary_loss(self) -> torch.Tensor:
+        """The sum of the auxiliary losses (0 when there are none)."""
+        return sum(self.auxiliary_losses.values(), torch.zeros(()))
+
+    def kl_from(self, old: HeadOutputs) -> torch.Tensor:
+        """``KL(old || self)`` per row, summed over the distributions (parts are independent)."""
+        return sum(kl_divergence(before, after) for before, after in zip(old.distributions, self.distributions))
+
+
+@dataclass
+class LevelProblem:
+    """What one level learns from in one update.
+
+    Attributes:
+        level: ``"workers"`` or ``"manager"`` (the tag prefix of its metrics).
+        rows: number of sample rows; minibatches index ``range(rows)``.
+        targets: head name -> TensorDict of ``advantage``, ``returns``, ``old_log_prob`` and ``weight``
+            (the actor's per-sample weight: its share of the action), rows along the first dimension.
+        evaluate: evaluates every head on the given row indices (with gradient).
+        rows_per_minibatch: the level's minibatch size in rows.
+    """
+
+    level: str
+    rows: int
+    targets: dict[str, TensorDictBase]
+    evaluate: Callable[[torch.Tensor], dict[str, HeadOutputs]]
+    rows_per_minibatch: int
+
+
+class LevelMetrics:
+    """Running means of one level's metrics over its updates, and its count of skipped updates."""
+
+    def __init__(self, level: str) -> None:
+        self.level = level
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.skipped = 0
+
+    def add(self, terms: dict[str, float]) -> None:
+        """The terms of one update (each tag is averaged over the updates that reported it)."""
+        for tag, value in terms.items():
+            self.sums[tag] += value
+            self.counts[tag] += 1
+
+    def result(self, lr: float) -> dict[str, float]:
+        """Means by tag, with the level's skipped updates and learning rate."""
+        metrics = {tag: value / self.counts[tag] for tag, value in self.sums.items()}
+        metrics[level_metric("skipped_updates", self.level)] = float(self.skipped)
+        metrics[level_metric("lr", self.level)] = lr
+        return metrics
+
+
+class LevelAlgorithm(Protocol):
+    """A level's learning algorithm (see ``agents.registry.ALGORITHMS``)."""
+
+    estimator: str
+    """How the level's targets are estimated: ``"gae"`` or ``"vtrace"``."""
+    optimizer: LevelOptimizer
+    """The level's gradient optimiser (other passes of the level, e.g. learned termination, use it too)."""
+
+    def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
+        """Learn from ``problem`` at ``frames`` env frames; returns the update's metrics."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimiser and schedule state."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        ...
+
+
+def minibatches(size: int, minibatch_size: int, epochs: int) -> Iterator[torch.Tensor]:
+    """Shuffled index minibatches over ``size`` samples, ``epochs`` times."""
+    for _ in range(epochs):
+        permutation = torch.randperm(size)
+        for start in range(0, size, minibatch_size):
+            yield permutation[start : start + minibatch_size]
+
+
+def gradient_epochs(
+    optimizer: LevelOptimizer,
+    rows: int,
+    rows_per_minibatch: int,
+    epochs: int,
+    loss_of: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
+    frames: int,
+    metrics: LevelMetrics,
+) -> LevelMetrics:
+    """Minibatch gradient steps: ``loss_of(indices)`` on each shuffled minibatch of rows, ``epochs`` times.
+
+    A step whose loss or gradient is not finite is skipped and counted; too many in a row raise
+    :class:`NonFiniteLossError`.
+    """
+    for indices in minibatches(rows, rows_per_minibatch, epochs):
+        loss, terms = loss_of(indices)
+        report = optimizer.step(loss, frames)
+        optimizer.raise_if_diverged()
+        # A skipped update's terms are not finite: it is counted, not averaged in.
+        if report.skipped:
+            metrics.skipped += 1
+            continue
+        metrics.add({**terms, level_metric("grad_norm", metrics.level): report.grad_norm})
+    return metrics
+
+
+def parameters_of(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
+    """Every parameter of ``modules``, in order."""
+    return [parameter for module in modules for parameter in module.parameters()]

@@ -1,0 +1,139 @@
+"""TRPO for one level: a natural-gradient actor step inside a KL trust region, and a critic by regression.
+
+Each batch: the actor (the level's policy parameters, encoders included) takes one
+:func:`agents.natural_gradient.trpo_step` on the whole batch, maximising the weighted surrogate
+``mean_w(ratio * A) + entropy_coef * entropy`` (advantages standardised per head) under
+``mean_w KL(pi_before || pi_after) <= max_kl``, both summed over the level's heads, where
+``mean_w`` weighs each sample by the head's share of the action. The critics (the value heads, and
+the manager's option-value and termination heads) then regress on their targets with the level's
+optimiser for ``epochs`` passes of minibatches; they do not move the actor's parameters, so the
+trust region holds for the policy that acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from agents.base import LevelMetrics, LevelProblem, gradient_epochs
+from agents.natural_gradient import trpo_step
+from agents.optim import LevelOptimizer, LevelSettings, select_parameters
+from agents.ppo import add_terms, normalized, weighted_mean
+
+
+class TRPOSettings(LevelSettings, Protocol):
+    """A level's TRPO settings (``scenarios.algorithms.TRPOConfig`` satisfies this)."""
+
+    @property
+    def max_kl(self) -> float: ...
+    @property
+    def damping(self) -> float: ...
+    @property
+    def cg_iterations(self) -> int: ...
+    @property
+    def backtrack_steps(self) -> int: ...
+    @property
+    def backtrack_ratio(self) -> float: ...
+    @property
+    def entropy_coef(self) -> float: ...
+    @property
+    def value_coef(self) -> float: ...
+    @property
+    def epochs(self) -> int: ...
+
+
+class TRPO:
+    """Trust-region policy optimisation of one level."""
+
+    estimator = "gae"
+
+    def __init__(
+        self, settings: TRPOSettings, actor: Iterable[nn.Parameter], critic: Iterable[nn.Parameter], total_frames: int, name: str
+    ) -> None:
+        self.settings = settings
+        self.actor = select_parameters(actor, trainable_only=False)
+        if settings.frozen:
+            for parameter in self.actor:
+                parameter.requires_grad_(False)
+        self.optimizer = LevelOptimizer.from_settings(critic, settings, total_frames, name=name)
+
+    def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
+        """One trust-region actor step on the whole batch, then critic regression epochs."""
+        metrics = LevelMetrics(problem.level)
+        if self.settings.frozen:
+            return metrics
+        # Fisher-vector products differentiate twice; the fused attention kernels have no double backward.
+        with sdpa_kernel(SDPBackend.MATH):
+            self._actor_step(problem, metrics)
+        return gradient_epochs(
+            self.optimizer, problem.rows, problem.rows_per_minibatch, self.settings.epochs,
+            lambda indices: self._critic_loss(problem, indices), frames, metrics,
+        )
+
+    def _actor_step(self, problem: LevelProblem, metrics: LevelMetrics) -> None:
+        settings, every_row = self.settings, torch.arange(problem.rows)
+        with torch.no_grad():
+            before = problem.evaluate(every_row)
+        weights = {head: target.get("weight") for head, target in problem.targets.items()}
+        advantages = {head: normalized(target.get("advantage"), weights[head]) for head, target in problem.targets.items()}
+        def surrogate() -> torch.Tensor:
+            total = torch.zeros(())
+            for head, output in problem.evaluate(every_row).items():
+                ratio = (output.log_prob - problem.targets[head].get("old_log_prob")).exp()
+                total = total + weighted_mean(ratio * advantages[head], weights[head])
+                total = total + settings.entropy_coef * weighted_mean(output.entropy, weights[head])
+            return total
+
+        def kl() -> torch.Tensor:
+            outputs = problem.evaluate(every_row)
+            return sum(
+                (weighted_mean(output.kl_from(before[head]), weights[head]) for head, output in outputs.items()),
+                torch.zeros(()),
+            )
+
+        report = trpo_step(
+            [parameter for parameter in self.actor if parameter.requires_grad],
+            surrogate,
+            kl,
+            max_kl=settings.max_kl,
+            damping=settings.damping,
+            cg_iterations=settings.cg_iterations,
+            backtrack_steps=settings.backtrack_steps,
+            backtrack_ratio=settings.backtrack_ratio,
+        )
+        diagnostics = {
+            "kl": report.kl,
+            "accepted": float(report.accepted),
+            "step_fraction": report.step_fraction,
+            "line_search_steps": float(report.line_search_steps),
+            "surrogate_improvement": report.improvement,
+            "policy_grad_norm": report.gradient_norm,
+            "entropy": sum(weighted_mean(output.entropy, weights[head]).item() for head, output in before.items())
+            / len(before),
+        }
+        step_metrics: dict[str, float] = {}
+        add_terms(step_metrics, problem.level, diagnostics, heads=1)
+        metrics.add(step_metrics)
+
+    def _critic_loss(self, problem: LevelProblem, indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        outputs = problem.evaluate(indices)
+        loss, metrics = torch.zeros(()), {}
+        for head, output in outputs.items():
+            critic = self.settings.value_coef * 0.5 * ((output.value - problem.targets[head][indices].get("returns")) ** 2).mean()
+            loss = loss + critic + output.auxiliary_loss()
+            diagnostics = {"loss_critic": critic.detach()}
+            diagnostics |= {f"loss_{name}": value.detach() for name, value in output.auxiliary_losses.items()}
+            add_terms(metrics, problem.level, diagnostics, len(outputs))
+        return loss, metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """The critic optimiser's state (the actor step keeps none)."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,99 @@
+"""The scenario sections of each level's learning algorithm: one section per algorithm, chosen by ``name``.
+
+Fields that an algorithm does not read are refused (a ``clip_epsilon`` under ``a2c`` is a typo or a
+misunderstanding, not a setting), and so are combinations that are not sound.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from scenarios.schema_base import Section
+
+
+class LevelAlgorithmBase(Section):
+    """What every level algorithm has: its optimiser, schedule, clipping, loss weights, freezing and checkpoint."""
+
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimiser of this level.")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule over the run's frames."
+    )
+    max_grad_norm: float | None = Field(0.5, gt=0.0, description="Gradient clipping by global norm; null: none.")
+    entropy_coef: float = Field(0.01, ge=0.0, description="Entropy bonus coefficient.")
+    value_coef: float = Field(0.5, ge=0.0, description="Critic loss coefficient.")
+    frozen: bool = Field(False, description="Keep this level's parameters fixed.")
+    checkpoint: str | None = Field(None, description="Checkpoint file to load this level's parameters from.")
+
+
+class PPOConfig(LevelAlgorithmBase):
+    """Proximal policy optimisation: clipped-ratio minibatch epochs on GAE advantages."""
+
+    name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, trpo or impala.")
+    epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
+    minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
+    clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="ppo: ratio clipping.")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, trpo: GAE lambda.")
+
+
+class A2CConfig(LevelAlgorithmBase):
+    """Synchronous advantage actor-critic: one gradient step on each whole batch."""
+
+    name: Literal["a2c"]
+    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, trpo: GAE lambda.")
+    normalize_advantage: bool = Field(False, description="a2c, impala: standardise advantages over the batch.")
+
+
+class TRPOConfig(LevelAlgorithmBase):
+    """Trust-region policy optimisation: a natural-gradient step under a KL bound, critics by regression."""
+
+    name: Literal["trpo"]
+    max_kl: float = Field(0.01, gt=0.0, description="trpo: bound on the mean KL divergence of one policy step.")
+    damping: float = Field(0.1, ge=0.0, description="trpo: damping added to the Fisher-vector products.")
+    cg_iterations: int = Field(10, ge=1, description="trpo: conjugate-gradient iterations.")
+    backtrack_steps: int = Field(10, ge=1, description="trpo: line-search trials, each shorter by backtrack_ratio.")
+    backtrack_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="trpo: step shrink factor of the line search.")
+    epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
+    minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, trpo: GAE lambda.")
+
+
+class ImpalaConfig(LevelAlgorithmBase):
+    """IMPALA: actors on lagged policies (an asynchronous collector), V-trace-corrected policy gradient."""
+
+    name: Literal["impala"]
+    rho_clip: float = Field(1.0, gt=0.0, description="impala: clip of the importance weights in the policy gradient and targets.")
+    c_clip: float = Field(1.0, gt=0.0, description="impala: clip of the trace coefficients of the V-trace targets.")
+    epochs: int = Field(1, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
+    minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
+    normalize_advantage: bool = Field(False, description="a2c, impala: standardise advantages over the batch.")
+
+
+ALGORITHM_CONFIGS = {"ppo": PPOConfig, "a2c": A2CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig}
+"""Every level algorithm's section, by name (``agents.registry.ALGORITHMS`` holds the same names)."""
+
+LevelAlgorithmConfig = Annotated[PPOConfig | A2CConfig | TRPOConfig | ImpalaConfig, Field(discriminator="name")]
+"""How one level learns; ``name`` picks the section's fields."""
+
+
+def with_default_name(value: Any) -> Any:
+    """A bare name is shorthand for ``{name: <name>}``; a section without a name is PPO's."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and "name" not in value:
+        return {**value, "name": "ppo"}
+    return value
+
+
+class AlgorithmConfig(Section):
+    """The learning algorithm of each level; a bare name is shorthand for {name: <name>}."""
+
+    manager: LevelAlgorithmConfig = Field(default_factory=PPOConfig, description="Manager level.")
+    workers: LevelAlgorithmConfig = Field(default_factory=PPOConfig, description="Worker level.")
+
+    @field_validator("manager", "workers", mode="before")
+    @classmethod
+    def _name_shorthand(cls, value: Any) -> Any:
+        return with_default_name(dict(value) if hasattr(value, "keys") else value)

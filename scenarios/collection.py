@@ -1,0 +1,66 @@
+"""How a run collects: one synchronous TorchRL ``Collector``, or asynchronous actor processes (IMPALA).
+
+On-policy algorithms (PPO, A2C, TRPO) learn from batches collected with the current policy: one
+``Collector`` in the training process steps the env with the policy the learner updates. IMPALA's
+actors run in ``train.actors`` processes of a ``MultiAsyncCollector``, each with its own copy of the
+env (seeded apart) and a copy of the policy that the learner refreshes after each update; a batch
+therefore comes from a policy one or more updates old, which V-trace corrects.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from torchrl.collectors import Collector, MultiAsyncCollector
+from torchrl.envs import EnvBase
+
+from hierarchy.policy import HierarchicalPolicy
+from scenarios.build import build_env
+from scenarios.schema import Scenario
+
+ACTOR_SEED_STRIDE = 10_000
+"""Actor ``i`` seeds its envs with ``train.seed + frames + (i + 1) * ACTOR_SEED_STRIDE``."""
+
+
+def is_asynchronous(scenario: Scenario) -> bool:
+    """Whether the run's actors collect asynchronously (a level learns with IMPALA)."""
+    return "impala" in (scenario.algorithm.workers.name, scenario.algorithm.manager.name)
+
+
+def _actor_env(scenario_data: dict[str, Any], seed: int) -> EnvBase:
+    # Runs in an actor process: the scenario travels as plain data (its frozen mappings do not pickle).
+    return build_env(Scenario.model_validate(scenario_data), seed=seed)
+
+
+def make_collector(
+    scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, frames: int
+) -> Collector | MultiAsyncCollector:
+    """The run's collector: synchronous over ``env``, or asynchronous actors (see the module docstring).
+
+    Both are endless (the run stops itself), so a resumed run's collector counts on from its frames.
+    """
+    batch_frames = scenario.train.frames_per_batch
+    if not is_asynchronous(scenario):
+        return Collector(
+            env,
+            policy,
+            frames_per_batch=batch_frames,
+            total_frames=-1,
+            auto_register_policy_transforms=False,
+            track_traj_ids=False,
+        )
+    data = scenario.model_dump(mode="json")
+    base_seed = scenario.train.seed + frames
+    factories = [
+        functools.partial(_actor_env, data, base_seed + (actor + 1) * ACTOR_SEED_STRIDE)
+        for actor in range(scenario.train.actors)
+    ]
+    return MultiAsyncCollector(
+        factories,
+        policy,
+        frames_per_batch=batch_frames,
+        total_frames=-1,
+        auto_register_policy_transforms=False,
+        num_threads=scenario.train.threads,
+    )

@@ -1,0 +1,82 @@
+"""Every registered algorithm at each level, through scenario files: short runs, diagnostics, validation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from short_runs import SMALL_BEACON
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents import tags
+from agents.registry import ALGORITHMS
+from scenarios.algorithms import ALGORITHM_CONFIGS
+from scenarios.errors import ScenarioError
+from scenarios.loader import load
+from scenarios.run import train
+
+DIAGNOSTICS = {
+    "ppo": ["kl", "clip_fraction"],
+    "a2c": [],
+    "trpo": ["kl", "line_search_steps", "step_fraction", "accepted"],
+    "impala": ["importance_weight", "importance_clipped"],
+}
+"""Each algorithm's own diagnostics, logged as ``<name>/<level>`` beside the losses, entropy, grad norm and lr."""
+
+
+def scalars(folder: Path) -> dict[str, list[float]]:
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [point.value for point in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_the_registry_and_the_schema_offer_the_same_algorithms() -> None:
+    assert set(ALGORITHMS) == set(ALGORITHM_CONFIGS) == set(DIAGNOSTICS)
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_every_algorithm_learns_at_both_levels_with_its_diagnostics_logged(algorithm: str, tmp_path: Path) -> None:
+    levels = [f"algorithm.{level}={{name: {algorithm}}}" for level in ("workers", "manager")]
+    scenario = load("beacon", [*SMALL_BEACON, *levels, f"log.dir={tmp_path}"])
+    result = train(scenario, progress=False)
+    logged = scalars(result.folder)
+    for tag, values in logged.items():
+        assert all(math.isfinite(value) for value in values), f"{tag}: {values}"
+    for level in ("workers", "manager"):
+        expected = {tags.loss(level, "critic"), tags.level_metric("grad_norm", level), tags.level_metric("lr", level)}
+        expected |= {tags.entropy(level)} | {tags.level_metric(name, level) for name in DIAGNOSTICS[algorithm]}
+        assert expected <= logged.keys(), sorted(expected - logged.keys())
+        if algorithm != "trpo":  # trpo's policy step has no loss: its surrogate gain is logged instead
+            assert tags.loss(level, "objective") in logged
+
+
+def test_every_accepted_trpo_step_stays_inside_the_trust_region(tmp_path: Path) -> None:
+    max_kl = 0.002
+    levels = [f"algorithm.{level}={{name: trpo, max_kl: {max_kl}}}" for level in ("workers", "manager")]
+    scenario = load("beacon", [*SMALL_BEACON, *levels, "train.frames=1024", f"log.dir={tmp_path}"])
+    logged = scalars(train(scenario, progress=False).folder)
+    for level in ("workers", "manager"):
+        accepted, kl = logged[tags.level_metric("accepted", level)], logged[tags.level_metric("kl", level)]
+        assert any(accepted), f"no {level} step was accepted"
+        assert all(0 <= value <= max_kl * (1 + 1e-5) for value in kl), kl
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        (["algorithm.workers.name=impala"], "algorithm.manager.name", "lagged copies of the policy"),
+        (["algorithm.workers={name: a2c, clip_epsilon: 0.1}"], "algorithm.workers.clip_epsilon", ""),
+        (["algorithm.manager.name=dqn"], "algorithm.manager", "ppo"),
+        (["algorithm.workers={name: trpo, max_kl: 0}"], "algorithm.workers.max_kl", "greater than 0"),
+    ],
+)
+def test_unsound_or_unknown_algorithm_settings_are_clear_errors(overrides: list[str], field: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as error:
+        load("beacon", overrides)
+    assert field in str(error.value) and message in str(error.value), str(error.value)
+
+
+def test_impala_at_one_level_is_fine_when_the_other_is_frozen_or_untrained() -> None:
+    load("beacon", ["algorithm.workers.name=impala", "algorithm.manager.frozen=true"])
+    load("cartpole", ["algorithm.workers.name=impala"])  # one worker: the manager is not trained
