@@ -100,3 +100,30 @@ class OptionCriticHeads(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(termination logits [..., options], option values [..., options])``."""
         return self.termination(features), self.option_value(features)
+
+
+class GaussianActorCriticHeads(ActorCriticHeads):
+    """A diagonal Gaussian over a continuous action (before squashing into its bounds) and a state value.
+
+    The actor gives each dimension's mean and log standard deviation (clamped to ``[-5, 2]``); the
+    critic is :class:`ActorCriticHeads`' (local or centralised).
+
+    Args:
+        in_features: size of the concatenated feature vector of one agent.
+        size: number of action dimensions.
+        hidden_sizes: hidden layer sizes of both the actor and the critic MLP.
+        centralised_agents: number of agents the centralised critic reads; ``None`` makes the critic local.
+    """
+
+    LOG_SCALE_RANGE = (-5.0, 2.0)
+
+    def __init__(
+        self, in_features: int, size: int, hidden_sizes: Sequence[int], centralised_agents: int | None = None
+    ) -> None:
+        super().__init__(in_features, 2 * size, hidden_sizes, centralised_agents=centralised_agents)
+
+    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loc [..., size], scale [..., size], value [..., 1])``."""
+        inputs = torch.cat([feature.float() for feature in features], dim=-1)
+        loc, log_scale = self.actor(inputs).chunk(2, dim=-1)
+        return loc, log_scale.clamp(*self.LOG_SCALE_RANGE).exp(), self.critic(self.critic_inputs(inputs))

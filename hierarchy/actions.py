@@ -1,26 +1,148 @@
-"""A group's discrete action as parts: one categorical, or the named parts of a composite action.
+"""A group's action space as the hierarchy composes it: discrete (single or composite) or continuous.
 
-A plain categorical action ``(group, "action")`` is one unnamed part. A composite action holds one
-categorical per named part, ``(group, "action", part)``. Policy heads give logits for every part,
-concatenated in part order; a worker controls some of the parts (all by default). In the
-hierarchy a part that the acting worker does not control takes its default, index 0, and adds
-nothing to the action's log-probability.
+Each family says how a worker's heads parametrise its policy, how the acting policy is composed
+from the workers' (``select``: the active worker's; ``weighted``: a mixture for discrete actions,
+a weighted product of Gaussians for continuous ones, each with an exact log-probability), and how
+a worker's own policy scores an action.
+
+- :class:`DiscreteActions`: a plain categorical action ``(group, "action")`` is one unnamed part; a
+  composite action holds one categorical per named part, ``(group, "action", part)``. Heads give
+  logits for every part, concatenated in part order; a worker controls some of the parts (all by
+  default). While a worker acts alone (select), a part it does not control takes its default,
+  index 0, and adds nothing to the action's log-probability.
+- :class:`ContinuousActions` (``hierarchy.continuous``): a bounded vector ``(group, "action")``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.data import Categorical, Composite, TensorSpec
+from torch import nn
+from torch.distributions import Categorical, Distribution
+from torchrl.data import Bounded, Categorical as CategoricalSpec, Composite, TensorSpec
 
+from agents.heads import ActorCriticHeads
 from envs import keys
 
 
+class ActingPolicy(Protocol):
+    """The policy that acts at a step, composed from the workers' (see the module docstring)."""
+
+    def sample(self) -> torch.Tensor:
+        """A random action."""
+        ...
+
+    def mode(self) -> torch.Tensor:
+        """The greedy action."""
+        ...
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """The exact log-probability of ``action``."""
+        ...
+
+
+@dataclass
+class WorkerPolicy:
+    """One worker's own policy at some steps: what its actor learns through.
+
+    Attributes:
+        distributions: its independent parts (discrete: one categorical per part it controls;
+            continuous: the Gaussian before squashing), for entropies and KL divergences.
+        scorer: the log-probability of an action under its policy.
+    """
+
+    distributions: tuple[Distribution, ...]
+    scorer: Callable[[torch.Tensor], torch.Tensor]
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """Log-probability of ``action`` (of the parts it controls)."""
+        return self.scorer(action)
+
+    def entropy(self) -> torch.Tensor:
+        """Entropy of its policy (before squashing, for continuous actions)."""
+        return sum(distribution.entropy() for distribution in self.distributions)
+
+
+class ActionSpace(Protocol):
+    """What the policy, the selector and the learner need to know of a group's actions."""
+
+    group: str
+
+    @property
+    def count(self) -> int:
+        """Number of independently controllable parts."""
+        ...
+
+    def worker_heads(
+        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, centralised_agents: int | None
+    ) -> nn.Module:
+        """A worker's actor-critic heads: the policy parameters (:meth:`worker_keys`), then the value."""
+        ...
+
+    def worker_keys(self, worker: str) -> list[tuple[str, ...]]:
+        """Keys of a worker's policy parameters."""
+        ...
+
+    def action_keys(self) -> list[tuple[str, ...]]:
+        """The env keys the action is written to."""
+        ...
+
+    def read(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The action of every agent."""
+        ...
+
+    def write(self, tensordict: TensorDictBase, action: torch.Tensor) -> None:
+        """Write the action for the env."""
+        ...
+
+    def control_mask(self, controlled: Sequence[str] | None) -> torch.Tensor:
+        """Boolean ``[count]``: the parts a worker acts on (``None``: all)."""
+        ...
+
+    def acting(
+        self, tensordict: TensorDictBase, workers: Sequence[str], option: torch.Tensor, weights: torch.Tensor, mode: str, control: torch.Tensor
+    ) -> ActingPolicy:
+        """The acting policy at each step, from the workers' outputs in ``tensordict``."""
+        ...
+
+    def worker_policies(
+        self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor
+    ) -> dict[str, WorkerPolicy]:
+        """Each worker's own policy, from its outputs in ``tensordict``."""
+        ...
+
+
+def mixture_log_probs(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``log sum_k w_k softmax(logits_k)`` of the mixture over actions.
+
+    Args:
+        weights: ``[..., workers]``, on the simplex.
+        logits: ``[..., workers, actions]``, each worker's (masked) logits.
+
+    Returns:
+        ``[..., actions]``, normalised log-probabilities.
+    """
+    return torch.logsumexp(weights.log().unsqueeze(-1) + logits.log_softmax(-1), dim=-2)
+
+
+def action_space(group: str, spec: TensorSpec) -> ActionSpace:
+    """The action space of ``(group, "action")``'s spec: categorical, a composite of categoricals, or bounded.
+
+    Raises ``TypeError`` naming what is not supported.
+    """
+    from hierarchy.continuous import ContinuousActions
+
+    if isinstance(spec, Bounded) and spec.dtype.is_floating_point:
+        return ContinuousActions.from_spec(group, spec)
+    return DiscreteActions.from_spec(group, spec)
+
+
 @dataclass(frozen=True)
-class ActionParts:
+class DiscreteActions:
     """The parts of a group's discrete action.
 
     Attributes:
@@ -34,20 +156,17 @@ class ActionParts:
     sizes: tuple[int, ...]
 
     @classmethod
-    def from_spec(cls, group: str, spec: TensorSpec) -> ActionParts:
-        """The parts of ``(group, "action")``'s spec: a ``Categorical``, or a ``Composite`` of them.
-
-        Raises ``TypeError`` naming the part that is not categorical.
-        """
-        if isinstance(spec, Categorical):
+    def from_spec(cls, group: str, spec: TensorSpec) -> DiscreteActions:
+        """The parts of a ``Categorical`` spec, or a ``Composite`` of them; ``TypeError`` names a part that is not."""
+        if isinstance(spec, CategoricalSpec):
             return cls(group, (), (int(spec.space.n),))
         if isinstance(spec, Composite):
             names = tuple(spec.keys())
             for name in names:
-                if not isinstance(spec[name], Categorical):
+                if not isinstance(spec[name], CategoricalSpec):
                     raise TypeError(f"action part {name!r} is {type(spec[name]).__name__}; only categorical parts are supported")
             return cls(group, names, tuple(int(spec[name].space.n) for name in names))
-        raise TypeError(f"{type(spec).__name__} actions; only discrete (categorical) actions are supported yet")
+        raise TypeError(f"{type(spec).__name__} actions are not supported (categorical, composite or bounded are)")
 
     @property
     def composite(self) -> bool:
@@ -64,16 +183,25 @@ class ActionParts:
         """Number of logits over all parts."""
         return sum(self.sizes)
 
-    def offsets(self) -> list[int]:
-        """Index of each part's first logit."""
-        starts = [0]
-        for size in self.sizes[:-1]:
-            starts.append(starts[-1] + size)
-        return starts
-
     def split(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """Logits ``[..., total]`` as one tensor ``[..., size]`` per part."""
         return list(logits.split(self.sizes, dim=-1))
+
+    def worker_heads(
+        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, centralised_agents: int | None
+    ) -> nn.Module:
+        """Logits over every part (the disallowed ones masked) and a value."""
+        return ActorCriticHeads(in_features, self.total, hidden_sizes, allowed, centralised_agents)
+
+    def worker_keys(self, worker: str) -> list[tuple[str, ...]]:
+        """The worker's logits."""
+        return [keys.worker(self.group, worker, keys.LOGITS)]
+
+    def action_keys(self) -> list[tuple[str, ...]]:
+        """``(group, "action")``, or one key per part."""
+        if not self.composite:
+            return [(self.group, keys.ACTION)]
+        return [(self.group, keys.ACTION, name) for name in self.names]
 
     def read(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The action of every agent as ``[..., parts]`` indices."""
@@ -89,12 +217,6 @@ class ActionParts:
         for index, name in enumerate(self.names):
             tensordict.set((self.group, keys.ACTION, name), action[..., index])
 
-    def action_keys(self) -> list[tuple[str, ...]]:
-        """The env keys the action is written to."""
-        if not self.composite:
-            return [(self.group, keys.ACTION)]
-        return [(self.group, keys.ACTION, name) for name in self.names]
-
     def part_log_probs(self, logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Log-probability ``[..., parts]`` of each part of ``action`` under the categorical ``logits [..., total]``."""
         return torch.stack(
@@ -105,15 +227,8 @@ class ActionParts:
             dim=-1,
         )
 
-    def part_entropies(self, logits: torch.Tensor) -> torch.Tensor:
-        """Entropy ``[..., parts]`` of each part's categorical under ``logits [..., total]``."""
-        return torch.stack([torch.distributions.Categorical(logits=part).entropy() for part in self.split(logits)], dim=-1)
-
     def control_mask(self, controlled: Sequence[str] | None) -> torch.Tensor:
-        """Boolean ``[parts]``: the parts a worker acts on (``None``: all).
-
-        Raises ``ValueError`` naming an unknown part.
-        """
+        """Boolean ``[parts]``: the parts a worker acts on (``None``: all); ``ValueError`` names an unknown part."""
         if controlled is None:
             return torch.ones(self.count, dtype=torch.bool)
         unknown = [name for name in controlled if name not in self.names]
@@ -121,3 +236,67 @@ class ActionParts:
             known = list(self.names) if self.composite else "none (the action has no named parts)"
             raise ValueError(f"unknown action part {unknown[0]!r}; parts are {known}")
         return torch.tensor([name in controlled for name in self.names], dtype=torch.bool)
+
+    def acting(
+        self, tensordict: TensorDictBase, workers: Sequence[str], option: torch.Tensor, weights: torch.Tensor, mode: str, control: torch.Tensor
+    ) -> DiscreteActing:
+        """Select: the active worker's parts it controls (the others default); weighted: per part, the mixture of
+        the workers that control it, their weights renormalised (``log sum_k w_k p_k(a)``)."""
+        logits = torch.stack([tensordict.get(self.worker_keys(name)[0]) for name in workers], dim=-2)
+        if mode == "select":
+            index = option[..., None, None].expand(*option.shape, 1, logits.shape[-1])
+            part_logits = self.split(logits.gather(-2, index).squeeze(-2))
+            return DiscreteActing([Categorical(logits=part) for part in part_logits], control[option])
+        distributions = []
+        for part, workers_logits in enumerate(self.split(logits)):
+            # Workers that do not control this part get weight 0 (log-weight -inf) in its mixture.
+            part_weights = weights * control[:, part].to(weights.dtype)
+            part_weights = part_weights / part_weights.sum(-1, keepdim=True)
+            distributions.append(Categorical(logits=mixture_log_probs(part_weights, workers_logits)))
+        return DiscreteActing(distributions, torch.ones(*option.shape, self.count, dtype=torch.bool, device=option.device))
+
+    def worker_policies(
+        self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor
+    ) -> dict[str, WorkerPolicy]:
+        """Each worker's categoricals over the parts it controls."""
+        policies = {}
+        for index, name in enumerate(workers):
+            on = control[index].tolist()
+            parts = [part for part, controlled in zip(self.split(tensordict.get(self.worker_keys(name)[0])), on) if controlled]
+            indices = [part for part, controlled in enumerate(on) if controlled]
+            distributions = tuple(Categorical(logits=part) for part in parts)
+            policies[name] = WorkerPolicy(distributions, _PartsScorer(distributions, indices))
+        return policies
+
+
+@dataclass
+class _PartsScorer:
+    distributions: tuple[Categorical, ...]
+    indices: list[int]
+
+    def __call__(self, action: torch.Tensor) -> torch.Tensor:
+        return sum(distribution.log_prob(action[..., index]) for distribution, index in zip(self.distributions, self.indices))
+
+
+@dataclass
+class DiscreteActing:
+    """The acting categorical of each part, and which parts it samples (``[..., parts]``; the others default)."""
+
+    distributions: list[Categorical]
+    sampled: torch.Tensor
+
+    def sample(self) -> torch.Tensor:
+        """Each sampled part drawn, the others at 0."""
+        return self._defaulted(torch.stack([part.sample() for part in self.distributions], dim=-1))
+
+    def mode(self) -> torch.Tensor:
+        """Each sampled part's most likely choice, the others at 0."""
+        return self._defaulted(torch.stack([part.mode for part in self.distributions], dim=-1))
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """The sum over the sampled parts of their log-probabilities."""
+        log_probs = torch.stack([part.log_prob(action[..., index]) for index, part in enumerate(self.distributions)], dim=-1)
+        return (log_probs * self.sampled).sum(-1)
+
+    def _defaulted(self, drawn: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.sampled, drawn, torch.zeros_like(drawn))

@@ -5,9 +5,11 @@ TRPO, IMPALA), its own optimiser, schedule and clipping, and can be frozen. This
 batch into each level's :class:`agents.base.LevelProblem`:
 
 - **workers**: critic m learns the return of its own reward channel on every step; actor m learns
-  from its own log-probability of the parts it controls, each step weighted by its share ``w_m``
-  of the action (1 where it was the active option and 0 elsewhere in select mode). Samples are env
-  steps with the group's agents kept together (a centralised critic reads the whole group);
+  in select mode from its own log-probability (of the parts it controls) on the steps where it was
+  the active option, and in weighted mode on every step from the acting policy's exact
+  log-probability, differentiated with respect to its own outputs (``GroupPolicy.worker_outputs``).
+  Samples are env steps with the group's agents kept together (a centralised critic reads the
+  whole group);
 - **manager**: the batch is compacted to decision points (``hierarchy.semi_mdp``); its reward is
   the discounted team reward over each option and it bootstraps with ``gamma ** k``; its action is
   the chosen worker (select) or the sampled weights (weighted). With learned termination it also
@@ -106,13 +108,18 @@ class GroupLearner:
         data, after = batch.get(group), batch.get((keys.NEXT, group))
         envs, _, agents = data.shape
         # Samples keep the agent dimension ([env steps, agents]): a centralised critic reads the whole group.
-        samples = data.select(keys.OBSERVATION, keys.ACTION).reshape(-1, agents)
-        evaluate = self._worker_evaluator(samples)
+        samples = data.select(keys.OBSERVATION, keys.ACTION)
         weights = after.get((keys.MANAGER, keys.WEIGHTS))
+        weighted = self.rules.mode == "weighted"
+        if weighted:  # the weights in force at each step: the acting policy a worker learns through
+            samples.set((keys.MANAGER, keys.WEIGHTS), weights)
+            samples.set((keys.MANAGER, keys.OPTION), after.get((keys.MANAGER, keys.OPTION)))
+        samples = samples.reshape(-1, agents)
+        evaluate = self._worker_evaluator(samples)
         done, terminated = lanes(after.get(keys.DONE)), lanes(after.get(keys.TERMINATED))
         extra: dict[str, float] = {}
         if self.workers.estimator == "vtrace":
-            current, behaviour, target = self._current_worker_policy(batch, evaluate)
+            current, behaviour, target = self._current_worker_policy(batch, samples)
             extra = _importance_metrics(behaviour, target, settings.rho_clip, "workers")
         targets = {}
         for index, name in enumerate(self.policy.worker_names):
@@ -146,8 +153,9 @@ class GroupLearner:
                 {
                     "advantage": from_lanes(advantage, envs),
                     "returns": from_lanes(returns, envs),
-                    "old_log_prob": data.get((keys.WORKERS, name, keys.LOG_PROB)),
-                    "weight": weights[..., index],
+                    # Weighted mode: the acting policy's ratio on every step (see GroupPolicy.worker_outputs).
+                    "old_log_prob": data.get(keys.LOG_PROB) if weighted else data.get((keys.WORKERS, name, keys.LOG_PROB)),
+                    "weight": torch.ones_like(weights[..., index]) if weighted else weights[..., index],
                 },
                 batch_size=data.shape,
             ).reshape(-1, agents)
@@ -156,26 +164,22 @@ class GroupLearner:
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
 
     def _current_worker_policy(
-        self, batch: TensorDictBase, evaluate
+        self, batch: TensorDictBase, samples: TensorDictBase
     ) -> tuple[dict[str, HeadOutputs], torch.Tensor, torch.Tensor]:
         """Every worker's outputs under the current parameters, and the acting policy's behaviour and
         current log-probabilities of the actions taken, as lanes ``[L, T]``."""
         data, after = batch.get(self.group), batch.get((keys.NEXT, self.group))
-        rows = data.shape[0] * data.shape[1]
+        rows = samples.shape[0]
         with torch.no_grad():
-            inputs = TensorDict({self.group: data.select(keys.OBSERVATION, keys.ACTION).reshape(rows, -1)}, [rows])
+            inputs = TensorDict({self.group: samples}, [rows])
             self.policy.evaluate_workers(inputs)
             current = self.policy.worker_outputs(inputs)
-            logits = torch.stack(
-                [inputs.get(keys.worker(self.group, name, keys.LOGITS)) for name in self.policy.worker_names], dim=-2
-            )
-            selector = self.policy.selector
-            distributions, sampled = selector.part_distributions(
-                logits,
+            acting = self.policy.selector.acting(
+                inputs,
                 after.get((keys.MANAGER, keys.OPTION)).reshape(rows, -1),
-                after.get((keys.MANAGER, keys.WEIGHTS)).reshape(rows, *logits.shape[1:-1]),
+                after.get((keys.MANAGER, keys.WEIGHTS)).reshape(rows, data.shape[-1], -1),
             )
-            target = selector.acting_log_prob(distributions, sampled, self.policy.parts.read(inputs))
+            target = acting.log_prob(self.policy.actions.read(inputs))
         return current, lanes(data.get(keys.LOG_PROB)), lanes(target.reshape(data.shape))
 
     # ---------------------------------------------------------------------------------------- manager

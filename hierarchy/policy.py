@@ -18,12 +18,11 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
-from torch.distributions import Categorical
 
 from agents.base import HeadOutputs, parameters_of
 from agents.heads import ActorCriticHeads, OptionCriticHeads
 from envs import keys
-from hierarchy.actions import ActionParts
+from hierarchy.actions import ActionSpace
 from hierarchy.selectors import OptionRules, OptionSelector
 
 
@@ -103,7 +102,7 @@ class GroupPolicy(TensorDictModuleBase):
         shared_encoders: observation key -> small encoder of a shared low-dimensional state.
         workers: the workers, in the manager's choice order.
         manager: the manager network, reading every modality's embedding.
-        parts: the group's discrete action, as parts (``hierarchy.actions``).
+        actions: the group's action space (``hierarchy.actions``).
         rules: the manager's mode and termination.
         agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
     """
@@ -115,7 +114,7 @@ class GroupPolicy(TensorDictModuleBase):
         shared_encoders: Mapping[str, TensorDictModuleBase],
         workers: Sequence[WorkerSpec],
         manager: ManagerNetwork,
-        parts: ActionParts,
+        actions: ActionSpace,
         rules: OptionRules,
         agent_identity: AgentIdentity | None = None,
     ) -> None:
@@ -127,11 +126,11 @@ class GroupPolicy(TensorDictModuleBase):
         self.workers = nn.ModuleDict(
             {
                 worker.name: TensorDictModule(
-                    ActorCriticHeads(
-                        worker.input_size, parts.total, worker.hidden_sizes, worker.allowed_actions, worker.centralised_agents
+                    actions.worker_heads(
+                        worker.input_size, worker.hidden_sizes, worker.allowed_actions, worker.centralised_agents
                     ),
                     in_keys=list(worker.inputs),
-                    out_keys=[keys.worker(group, worker.name, keys.LOGITS), keys.worker(group, worker.name, keys.STATE_VALUE)],
+                    out_keys=[*actions.worker_keys(worker.name), keys.worker(group, worker.name, keys.STATE_VALUE)],
                 )
                 for worker in workers
             }
@@ -148,9 +147,9 @@ class GroupPolicy(TensorDictModuleBase):
         manager_inputs = [keys.embedding(group, modality) for modality in encoders]
         manager_inputs += [keys.agent_id(group)] if agent_identity is not None else []
         self.manager = TensorDictModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
-        self.parts = parts
-        control = torch.stack([parts.control_mask(worker.controlled_parts) for worker in workers])
-        self.selector = OptionSelector(group, self.worker_names, rules, parts, control)
+        self.actions = actions
+        control = torch.stack([actions.control_mask(worker.controlled_parts) for worker in workers])
+        self.selector = OptionSelector(group, self.worker_names, rules, actions, control)
         # Built only to compute the declared keys; the modules stay registered once, above.
         chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
         self.in_keys = list(chain.in_keys)
@@ -206,22 +205,37 @@ class GroupPolicy(TensorDictModuleBase):
         return parameters_of([network.fusion, network.heads.actor]), parameters_of(critic_modules)
 
     def worker_outputs(self, tensordict: TensorDictBase) -> dict[str, HeadOutputs]:
-        """Every worker's policy over the parts it controls, evaluated on ``tensordict`` after
-        :meth:`evaluate_workers`: log-probability of the action taken, entropy, value."""
-        action = self.parts.read(tensordict)
+        """Every worker's policy evaluated on ``tensordict`` after :meth:`evaluate_workers`: the log-probability
+        its actor learns through, its entropy and its value.
+
+        In select mode a worker's log-probability is its own policy's (over the parts it controls): where it
+        was the active option, that is the acting policy's. In weighted mode it is the acting policy's exact
+        log-probability (the mixture, or the product of Gaussians, under the weights in force at the step,
+        ``(group, "manager", "weights")``), with the other workers' outputs held constant: the gradient of the
+        combined policy with respect to this worker's parameters.
+        """
+        action = self.actions.read(tensordict)
+        policies = self.actions.worker_policies(tensordict, self.worker_names, self.selector.control)
         outputs = {}
-        for index, name in enumerate(self.worker_names):
-            controlled = self.selector.control[index].tolist()
-            parts = self.parts.split(tensordict.get(keys.worker(self.group, name, keys.LOGITS)))
-            distributions = tuple(Categorical(logits=part) for part, on in zip(parts, controlled) if on)
-            taken = [action[..., part] for part, on in enumerate(controlled) if on]
+        for name, policy in policies.items():
+            log_prob = policy.log_prob(action) if self.rules.mode == "select" else self._combined_log_prob(tensordict, name, action)
             outputs[name] = HeadOutputs(
-                log_prob=sum(distribution.log_prob(a) for distribution, a in zip(distributions, taken)),
-                entropy=sum(distribution.entropy() for distribution in distributions),
+                log_prob=log_prob,
+                entropy=policy.entropy(),
                 value=tensordict.get(keys.worker(self.group, name, keys.STATE_VALUE)).squeeze(-1),
-                distributions=distributions,
+                distributions=policy.distributions,
             )
         return outputs
+
+    def _combined_log_prob(self, tensordict: TensorDictBase, worker: str, action: torch.Tensor) -> torch.Tensor:
+        view = tensordict.copy()  # new keys, shared tensors: the caller's outputs keep their gradients
+        for other in self.worker_names:
+            if other != worker:
+                for key in self.actions.worker_keys(other):
+                    view.set(key, tensordict.get(key).detach())
+        option = tensordict.get(keys.manager(self.group, keys.OPTION))
+        weights = tensordict.get(keys.manager(self.group, keys.WEIGHTS))
+        return self.selector.acting(view, option, weights).log_prob(action)
 
 
 class HierarchicalPolicy(TensorDictModuleBase):

@@ -36,7 +36,7 @@ from torch.nn import functional
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from envs import keys
-from hierarchy.actions import ActionParts
+from hierarchy.actions import ActionSpace
 from hierarchy.state import IS_INIT
 
 MODES = ("select", "weighted")
@@ -101,19 +101,6 @@ def to_simplex(weights: torch.Tensor) -> torch.Tensor:
     return floored / floored.sum(-1, keepdim=True)
 
 
-def mixture_log_probs(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities ``log sum_k w_k softmax(logits_k)`` of the mixture over actions.
-
-    Args:
-        weights: ``[..., workers]``, on the simplex.
-        logits: ``[..., workers, actions]``, each worker's (masked) logits.
-
-    Returns:
-        ``[..., actions]``, normalised log-probabilities.
-    """
-    return torch.logsumexp(weights.log().unsqueeze(-1) + logits.log_softmax(-1), dim=-2)
-
-
 def termination_probability(termination_logits: torch.Tensor, option: torch.Tensor) -> torch.Tensor:
     """``beta_o(s)`` of each sample's option ``o`` from the termination logits ``[..., workers]``."""
     return torch.sigmoid(termination_logits.gather(-1, option.unsqueeze(-1)).squeeze(-1))
@@ -127,35 +114,33 @@ class OptionSelector(TensorDictModuleBase):
     log-probability, the env action with its log-probability, and each worker's log-probability of
     that action (of the parts it controls).
 
-    Actions come in parts (``hierarchy.actions``); ``control [workers, parts]`` says which worker acts on
-    which part. In select mode a part the active worker does not control takes its default (index 0,
-    adding nothing to the log-probability); in weighted mode each part is drawn from the mixture of the
-    workers that control it, their weights renormalised.
+    The action space (``hierarchy.actions``) composes the acting policy from the workers';
+    ``control [workers, parts]`` says which worker acts on which part of a composite action.
     """
 
     def __init__(
-        self, group: str, workers: Sequence[str], rules: OptionRules, parts: ActionParts, control: torch.Tensor
+        self, group: str, workers: Sequence[str], rules: OptionRules, actions: ActionSpace, control: torch.Tensor
     ) -> None:
         super().__init__()
         self.group = group
         self.workers = list(workers)
         self.rules = rules
-        self.parts = parts
-        if control.shape != (len(self.workers), parts.count) or not control.any(0).all():
+        self.actions = actions
+        if control.shape != (len(self.workers), actions.count) or not control.any(0).all():
             raise ValueError(f"every action part needs a worker that controls it; got control {control.tolist()}")
         self.register_buffer("control", control)
         self.in_keys = [
             IS_INIT,
             *(keys.manager(group, leaf) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS, keys.LOGITS)),
             *([keys.manager(group, keys.TERMINATION_LOGITS)] if rules.learned else []),
-            *(keys.worker(group, name, keys.LOGITS) for name in self.workers),
+            *(key for name in self.workers for key in actions.worker_keys(name)),
         ]
         self.out_keys = [
             keys.manager(group, keys.DECISION),
             keys.manager(group, keys.TERMINATION),
             keys.manager(group, keys.LOG_PROB),
             *((keys.NEXT, *keys.manager(group, leaf)) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS)),
-            *parts.action_keys(),
+            *actions.action_keys(),
             (group, keys.LOG_PROB),
             *(keys.worker(group, name, keys.LOG_PROB) for name in self.workers),
         ]
@@ -181,6 +166,10 @@ class OptionSelector(TensorDictModuleBase):
         weights = torch.where(decision.unsqueeze(-1), choice, previous_weights)
         return weights.argmax(-1), weights, manager.log_prob(weights)
 
+    def acting(self, tensordict: TensorDictBase, option: torch.Tensor, weights: torch.Tensor):
+        """The acting policy at each step, for the option (select) or weights (weighted) in force."""
+        return self.actions.acting(tensordict, self.workers, option, weights, self.rules.mode, self.control)
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Decide where due, carry the option elsewhere, sample (or take the mode of) the action."""
         group = self.group
@@ -195,11 +184,9 @@ class OptionSelector(TensorDictModuleBase):
             tensordict.get(keys.manager(group, keys.WEIGHTS)),
             tensordict.get(keys.manager(group, keys.LOGITS)),
         )
-
-        logits = torch.stack([tensordict.get(keys.worker(group, name, keys.LOGITS)) for name in self.workers], dim=-2)
-        action, log_prob = self._act(logits, option, weights)
-        control = self.control.to(logits.dtype)
-        worker_log_probs = (self.parts.part_log_probs(logits, action.unsqueeze(-2).expand(*logits.shape[:-1], -1)) * control).sum(-1)
+        acting = self.acting(tensordict, option, weights)
+        action = acting.mode() if greedy() else acting.sample()
+        policies = self.actions.worker_policies(tensordict, self.workers, self.control)
 
         tensordict.set(keys.manager(group, keys.DECISION), decision)
         tensordict.set(keys.manager(group, keys.TERMINATION), termination)
@@ -207,43 +194,8 @@ class OptionSelector(TensorDictModuleBase):
         tensordict.set((keys.NEXT, *keys.manager(group, keys.OPTION)), option)
         tensordict.set((keys.NEXT, *keys.manager(group, keys.AGE)), torch.where(decision, 1, age + 1))
         tensordict.set((keys.NEXT, *keys.manager(group, keys.WEIGHTS)), weights)
-        self.parts.write(tensordict, action)
-        tensordict.set((group, keys.LOG_PROB), log_prob)
-        for index, name in enumerate(self.workers):
-            tensordict.set(keys.worker(group, name, keys.LOG_PROB), worker_log_probs[..., index])
+        self.actions.write(tensordict, action)
+        tensordict.set((group, keys.LOG_PROB), acting.log_prob(action))
+        for name in self.workers:
+            tensordict.set(keys.worker(group, name, keys.LOG_PROB), policies[name].log_prob(action))
         return tensordict
-
-    def _act(self, logits: torch.Tensor, option: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(action [..., parts], its log-probability [...])`` from every worker's logits ``[..., workers, total]``."""
-        distributions, sampled = self.part_distributions(logits, option, weights)
-        drawn = torch.stack([part.mode if greedy() else part.sample() for part in distributions], dim=-1)
-        action = torch.where(sampled, drawn, torch.zeros_like(drawn))
-        return action, self.acting_log_prob(distributions, sampled, action)
-
-    def part_distributions(
-        self, logits: torch.Tensor, option: torch.Tensor, weights: torch.Tensor
-    ) -> tuple[list[Categorical], torch.Tensor]:
-        """The acting policy of each action part, and which parts it samples (``[..., parts]``; others default).
-
-        Args:
-            logits: every worker's logits ``[..., workers, total]``.
-            option: the active worker ``[...]`` (select mode).
-            weights: the workers' weights ``[..., workers]`` (weighted mode).
-        """
-        if self.rules.mode == "select":
-            index = option[..., None, None].expand(*option.shape, 1, logits.shape[-1])
-            part_logits = self.parts.split(logits.gather(-2, index).squeeze(-2))
-            return [Categorical(logits=part) for part in part_logits], self.control[option]
-        distributions = []
-        for part, workers_logits in enumerate(self.parts.split(logits)):
-            # Workers that do not control this part get weight 0 (log-weight -inf) in its mixture.
-            part_weights = weights * self.control[:, part].to(weights.dtype)
-            part_weights = part_weights / part_weights.sum(-1, keepdim=True)
-            distributions.append(Categorical(logits=mixture_log_probs(part_weights, workers_logits)))
-        return distributions, torch.ones(*option.shape, self.parts.count, dtype=torch.bool, device=option.device)
-
-    @staticmethod
-    def acting_log_prob(distributions: list[Categorical], sampled: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Log-probability of ``action [..., parts]`` under the acting policy: the sum over the sampled parts."""
-        log_probs = torch.stack([part.log_prob(action[..., index]) for index, part in enumerate(distributions)], dim=-1)
-        return (log_probs * sampled).sum(-1)

@@ -9,7 +9,7 @@ from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 from envs import keys
 from envs.registry import make_env
 from envs.rewards import RewardChannels, make_reward_function
-from hierarchy.actions import ActionParts
+from hierarchy.actions import ActionSpace, DiscreteActions, action_space
 from hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from hierarchy.selectors import OptionRules
 from hierarchy.state import option_state_transforms
@@ -97,18 +97,23 @@ def agents_in(env: EnvBase, group: str) -> int:
     return int(env.full_reward_spec[group].shape[-1])
 
 
-def _action_parts(scenario: Scenario, env: EnvBase, group: str) -> ActionParts:
+def _action_space(scenario: Scenario, env: EnvBase, group: str) -> ActionSpace:
     try:
-        # Both manager modes compose categorical policies (weighted mode mixes them); continuous ones are not built yet.
-        parts = ActionParts.from_spec(group, env.full_action_spec[group, keys.ACTION])
+        actions = action_space(group, env.full_action_spec[group, keys.ACTION])
     except TypeError as error:
-        message = f"group {group!r}: {error} (manager mode {scenario.manager.mode!r} needs categorical workers)"
-        raise _error(scenario, ("env", "id"), message) from None
+        raise _error(scenario, ("env", "id"), f"group {group!r}: {error}") from None
     for name, worker in scenario.workers.items():
         try:
-            parts.control_mask(worker.parts)
+            actions.control_mask(worker.parts)
         except ValueError as error:
             raise _error(scenario, ("workers", name, "parts"), f"group {group!r}: {error}") from None
+        if not isinstance(actions, DiscreteActions) and worker.actions is not None:
+            message = f"group {group!r} has continuous actions: a worker acts on the whole action vector"
+            raise _error(scenario, ("workers", name, "actions"), message)
+    if not isinstance(actions, DiscreteActions):
+        return actions
+    parts = actions
+    for name, worker in scenario.workers.items():
         if parts.composite and worker.actions is not None:
             message = f"group {group!r} has a composite action {list(parts.names)}: choose its parts with 'parts'"
             raise _error(scenario, ("workers", name, "actions"), message)
@@ -156,7 +161,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             )
             for key in shared_keys
         }
-        parts = _action_parts(scenario, env, group)
+        actions = _action_space(scenario, env, group)
         agents = agents_in(env, group)
         identity_size = agents if scenario.multi_agent.agent_id else 0
         centralised = agents if scenario.multi_agent.critic == "centralised" else None
@@ -168,7 +173,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             inputs += (keys.agent_id(group),) if identity_size else ()
             size = sum(scenario.modalities[modality].embedding_dim for modality in modalities)
             size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size
-            allowed = _allowed_actions(scenario, env, name, parts.total)
+            allowed = _allowed_actions(scenario, env, name, actions.total) if isinstance(actions, DiscreteActions) else None
             workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, centralised, worker.parts))
         manager = scenario.manager
         fusion = build_fusion(
@@ -189,7 +194,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             centralised_agents=centralised,
         )
         identity = AgentIdentity(group, agents) if identity_size else None
-        groups[group] = GroupPolicy(group, encoders, shared_encoders, workers, network, parts, rules, identity)
+        groups[group] = GroupPolicy(group, encoders, shared_encoders, workers, network, actions, rules, identity)
     return HierarchicalPolicy(groups)
 
 

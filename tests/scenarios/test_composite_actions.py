@@ -11,7 +11,7 @@ from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 
 from envs import keys
-from hierarchy.actions import ActionParts
+from hierarchy.actions import DiscreteActions
 from scenarios.build import build_env, build_policy
 from scenarios.checkpoint import seed_everything
 from scenarios.errors import ScenarioError
@@ -23,7 +23,7 @@ PARTS = ["env.kwargs.action_parts=true", "workers.audio.parts=[turn]"]
 AUDIO = 2  # index of the audio worker in the beacon scenario's manager choices
 
 
-def collect(overrides: list[str], frames: int = 512) -> tuple[TensorDictBase, ActionParts]:
+def collect(overrides: list[str], frames: int = 512) -> tuple[TensorDictBase, DiscreteActions]:
     seed_everything(0)
     scenario = load("beacon", [*SMALL_BEACON, *PARTS, *overrides])
     env = build_env(scenario)
@@ -31,7 +31,7 @@ def collect(overrides: list[str], frames: int = 512) -> tuple[TensorDictBase, Ac
     collector = Collector(env, policy, frames_per_batch=frames, total_frames=frames, auto_register_policy_transforms=False)
     batch = next(iter(collector))
     collector.shutdown()
-    return batch, policy.groups[GROUP].parts
+    return batch, policy.groups[GROUP].actions
 
 
 def test_the_action_parts_come_from_the_env_spec() -> None:
