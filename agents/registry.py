@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from agents.a2c import A2C
+from agents.a3c import A3C
 from agents.impala import Impala
 from agents.ppo import PPO
 from agents.trpo import TRPO
 
-ALGORITHMS: dict[str, type] = {"ppo": PPO, "a2c": A2C, "trpo": TRPO, "impala": Impala}
+ALGORITHMS: dict[str, type] = {"ppo": PPO, "a2c": A2C, "a3c": A3C, "trpo": TRPO, "impala": Impala}
 """Name -> class built as ``cls(settings, actor_parameters, critic_parameters, total_frames, name)``."""

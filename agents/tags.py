@@ -51,3 +51,8 @@ def level_metric(name: str, level: str) -> str:
 def in_group(group: str, tag: str, groups: int) -> str:
     """``tag`` under ``group`` when the env has several groups, else unchanged."""
     return f"{group}/{tag}" if groups > 1 else tag
+
+
+def actor_updates(rank: int) -> str:
+    """Updates applied so far by actor-learner process ``rank`` (A3C)."""
+    return f"actors/{rank}/updates"

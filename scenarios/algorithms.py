@@ -31,19 +31,27 @@ class LevelAlgorithmBase(Section):
 class PPOConfig(LevelAlgorithmBase):
     """Proximal policy optimisation: clipped-ratio minibatch epochs on GAE advantages."""
 
-    name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, trpo or impala.")
+    name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, a3c, trpo or impala.")
     epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
     minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
     clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="ppo: ratio clipping.")
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, trpo: GAE lambda.")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
 
 
 class A2CConfig(LevelAlgorithmBase):
     """Synchronous advantage actor-critic: one gradient step on each whole batch."""
 
     name: Literal["a2c"]
-    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, trpo: GAE lambda.")
-    normalize_advantage: bool = Field(False, description="a2c, impala: standardise advantages over the batch.")
+    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
+    normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+
+
+class A3CConfig(LevelAlgorithmBase):
+    """Asynchronous advantage actor-critic: train.actors processes each take A2C's step on shared parameters."""
+
+    name: Literal["a3c"]
+    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
+    normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
 
 
 class TRPOConfig(LevelAlgorithmBase):
@@ -57,7 +65,7 @@ class TRPOConfig(LevelAlgorithmBase):
     backtrack_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="trpo: step shrink factor of the line search.")
     epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
     minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, trpo: GAE lambda.")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
 
 
 class ImpalaConfig(LevelAlgorithmBase):
@@ -68,13 +76,15 @@ class ImpalaConfig(LevelAlgorithmBase):
     c_clip: float = Field(1.0, gt=0.0, description="impala: clip of the trace coefficients of the V-trace targets.")
     epochs: int = Field(1, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
     minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
-    normalize_advantage: bool = Field(False, description="a2c, impala: standardise advantages over the batch.")
+    normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
 
 
-ALGORITHM_CONFIGS = {"ppo": PPOConfig, "a2c": A2CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig}
+ALGORITHM_CONFIGS = {"ppo": PPOConfig, "a2c": A2CConfig, "a3c": A3CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig}
 """Every level algorithm's section, by name (``agents.registry.ALGORITHMS`` holds the same names)."""
 
-LevelAlgorithmConfig = Annotated[PPOConfig | A2CConfig | TRPOConfig | ImpalaConfig, Field(discriminator="name")]
+LevelAlgorithmConfig = Annotated[
+    PPOConfig | A2CConfig | A3CConfig | TRPOConfig | ImpalaConfig, Field(discriminator="name")
+]
 """How one level learns; ``name`` picks the section's fields."""
 
 

@@ -140,7 +140,13 @@ def _message(error: Mapping[str, Any], model: type[BaseModel], location: FieldPa
     kind = error["type"]
     context = error.get("ctx", {})
     if kind == "extra_forbidden":
-        return with_suggestion(f"unknown field {location[-1]!r}", str(location[-1]), fields_at(model, location[:-1]))
+        allowed = fields_at(model, location[:-1])
+        message = f"unknown field {location[-1]!r}"
+        parent = location[:-1]
+        if parent and isinstance(parent[-1], str) and parent[-1] not in fields_at(model, parent[:-1]):
+            # The section is one member of a tagged union (e.g. an algorithm): say which, and what it has.
+            message += f" for {parent[-1]}; its fields are {allowed}"
+        return with_suggestion(message, str(location[-1]), allowed)
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":

@@ -27,6 +27,7 @@ from hierarchy.policy import HierarchicalPolicy
 from scenarios.build import build_env, build_policy, load_level_checkpoints
 from scenarios.errors import RunError
 from scenarios.checkpoint import LATEST, load_checkpoint, save_atomically, seed_everything
+from scenarios.asynchronous import run_actor_learners, uses_actor_learners
 from scenarios.collection import is_asynchronous, make_collector
 from scenarios.interrupt import InterruptGuard, RunInterrupted
 from scenarios.loader import load, to_yaml
@@ -146,6 +147,8 @@ class Trainer:
             return TrainResult(self.folder, self.frames, self.returns)
         batch_frames = scenario.train.frames_per_batch
         target = self.frames + -(-remaining // batch_frames) * batch_frames  # whole batches, so the last one is full
+        if uses_actor_learners(scenario):
+            return self._run_actor_learners(target, progress)
         collector = make_collector(scenario, self.env, self.policy, self.frames)
         torch.set_num_threads(scenario.train.threads)
         bar = tqdm(total=scenario.train.frames, initial=self.frames, unit="frames", disable=not progress)
@@ -184,11 +187,48 @@ class Trainer:
         seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
         return TrainResult(self.folder, self.frames, self.returns, (self.frames - self._clock[1]) / seconds)
 
-    def _local(self, collector: Collector | MultiAsyncCollector) -> Collector | None:
+    def _run_actor_learners(self, target: int, progress: bool) -> TrainResult:
+        """A3C: actor-learner processes update the shared policy (``scenarios.asynchronous``); this process logs,
+        checkpoints and handles Ctrl-C."""
+        scenario = self.scenario
+        groups = list(self.policy.groups)
+        self._start(None)
+        bar = tqdm(total=scenario.train.frames, initial=self.frames, unit="frames", disable=not progress)
+        self._clock = (datetime.now(), self.frames)
+        every = scenario.log.checkpoint_every
+
+        def on_report(frames: int, batch_frames: int, metrics: dict[str, float]) -> None:
+            before, self.frames = self.frames, max(self.frames, frames)
+            started, start_frames = self._clock
+            metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - started).total_seconds(), 1e-9)
+            self._log(metrics, groups)
+            self._resume_point = capture_resume_point(None, self.env)
+            if self.frames // every > before // every:
+                self.save()
+            bar.update(batch_frames)
+            recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
+            bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
+
+        try:
+            with InterruptGuard():
+                try:
+                    run_actor_learners(self, target, on_report)
+                except KeyboardInterrupt:
+                    self._resume_point = capture_resume_point(None, self.env)
+                    self.save()
+                    raise self._interruption(saved=True) from None
+        finally:
+            bar.close()
+            self.writer.close()
+        self.save()
+        seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
+        return TrainResult(self.folder, self.frames, self.returns, (self.frames - self._clock[1]) / seconds)
+
+    def _local(self, collector: Collector | MultiAsyncCollector | None) -> Collector | None:
         """The collector whose envs run in this process (whose state a checkpoint holds), if any."""
         return collector if isinstance(collector, Collector) else None
 
-    def _start(self, collector: Collector | MultiAsyncCollector) -> None:
+    def _start(self, collector: Collector | MultiAsyncCollector | None) -> None:
         """Restore the checkpoint's collection state and random generators, or note the fresh run's starting point."""
         if self._checkpoint is not None:
             try:
@@ -200,7 +240,7 @@ class Trainer:
             self._checkpoint = None
             if self.resumed_exactly:
                 note = "the envs continue their episodes where the checkpoint left them"
-            elif is_asynchronous(self.scenario):
+            elif is_asynchronous(self.scenario) or uses_actor_learners(self.scenario):
                 note = (
                     "the envs run in actor processes, whose state is not in the checkpoint, so they start fresh "
                     "episodes; policy, optimisers, schedules and random generators are restored"

@@ -212,6 +212,15 @@ class LogConfig(Section):
     eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation.")
 
 
+ALGORITHM_FAMILIES = {"ppo": "on-policy", "a2c": "on-policy", "trpo": "on-policy", "impala": "lagged", "a3c": "asynchronous"}
+"""How each algorithm's data is collected: levels of one run must agree (they share the collection)."""
+FAMILY_REASONS = {
+    "on-policy": "assumes data collected with the current policy",
+    "lagged": "whose actors run on lagged copies of the policy",
+    "asynchronous": "whose processes collect and update shared parameters without waiting for each other",
+}
+
+
 class Scenario(Section):
     """A whole experiment."""
 
@@ -256,21 +265,21 @@ class Scenario(Section):
         levels = {"workers": self.algorithm.workers}
         if len(self.workers) > 1:  # a single worker leaves the manager nothing to learn
             levels["manager"] = self.algorithm.manager
-        impala = [level for level, config in levels.items() if config.name == "impala"]
-        if self.train.actors > 1 and not impala:
-            raise FieldProblem(
-                ("train", "actors"),
-                "several actor processes collect for impala only; the on-policy algorithms learn from data "
-                "collected with the current policy in the training process (set train.actors: 1)",
-            )
-        on_policy = [level for level, config in levels.items() if config.name != "impala" and not config.frozen]
-        if impala and on_policy:
-            other = on_policy[0]
+        trained = {level: config for level, config in levels.items() if not config.frozen}
+        families = {level: ALGORITHM_FAMILIES[config.name] for level, config in trained.items()}
+        if len(set(families.values())) > 1:
+            (first, first_family), (other, other_family) = list(families.items())[:2]
             raise FieldProblem(
                 ("algorithm", other, "name"),
-                f"the {impala[0]} level learns with impala, whose actors run on lagged copies of the policy, but the "
-                f"{other} level's {levels[other].name} assumes data from the current policy; use impala at both levels "
-                f"(or freeze the {other} level)",
+                f"the {first} level learns with {trained[first].name} ({FAMILY_REASONS[first_family]}) but the {other} "
+                f"level's {trained[other].name} {FAMILY_REASONS[other_family]}; use algorithms of one kind at both "
+                f"levels (or freeze one level)",
+            )
+        if self.train.actors > 1 and not {"lagged", "asynchronous"} & set(families.values()):
+            raise FieldProblem(
+                ("train", "actors"),
+                "several actor processes are for impala and a3c; the other algorithms learn from data collected "
+                "with the current policy in the training process (set train.actors: 1)",
             )
         return self
 

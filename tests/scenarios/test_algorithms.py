@@ -19,6 +19,7 @@ from scenarios.run import train
 DIAGNOSTICS = {
     "ppo": ["kl", "clip_fraction"],
     "a2c": [],
+    "a3c": [],
     "trpo": ["kl", "line_search_steps", "step_fraction", "accepted"],
     "impala": ["importance_weight", "importance_clipped"],
 }
@@ -75,6 +76,29 @@ def test_unsound_or_unknown_algorithm_settings_are_clear_errors(overrides: list[
     with pytest.raises(ScenarioError) as error:
         load("beacon", overrides)
     assert field in str(error.value) and message in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["algorithm.workers={name: a3c}"], "without waiting for each other"),
+        (["algorithm.workers={name: a3c}", "algorithm.manager={name: impala}"], "lagged copies"),
+        (["train.actors=2"], "impala and a3c"),
+    ],
+)
+def test_algorithms_that_collect_differently_do_not_mix(overrides: list[str], message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        load("beacon", overrides)
+
+
+def test_every_a3c_process_applies_updates_to_the_shared_policy(tmp_path: Path) -> None:
+    levels = [f"algorithm.{level}={{name: a3c}}" for level in ("workers", "manager")]
+    scenario = load("beacon", [*SMALL_BEACON, *levels, "train.actors=2", "train.frames=1024", f"log.dir={tmp_path}"])
+    result = train(scenario, progress=False)
+    logged = scalars(result.folder)
+    updates = [logged[tags.actor_updates(rank)][-1] for rank in range(2)]
+    assert all(count > 0 for count in updates), updates
+    assert sum(updates) == len(logged[tags.REWARD_ENV]) >= 1024 // 256, "one update per batch, each batch logged"
 
 
 def test_impala_at_one_level_is_fine_when_the_other_is_frozen_or_untrained() -> None:
