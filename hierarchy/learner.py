@@ -159,7 +159,7 @@ class GroupLearner:
                 },
                 batch_size=data.shape,
             ).reshape(-1, agents)
-        rows = max(1, getattr(settings, "minibatch_size", samples.shape[0] * agents) // agents)
+        rows = max(1, (settings.minibatch_size or samples.shape[0] * agents) // agents)
         problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows)
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
 
@@ -205,7 +205,7 @@ class GroupLearner:
             value=value,
             next_value=next_value,
             gamma=self.gamma,
-            lmbda=getattr(settings, "gae_lambda", 1.0),
+            lmbda=settings.gae_lambda,
         )
         lane, step = decision_indices(transitions)
         if lane.numel() == 0:
@@ -235,7 +235,7 @@ class GroupLearner:
             advantage, returns = transitions.advantage[transitions.valid], transitions.returns[transitions.valid]
         target.set("advantage", advantage)
         target.set("returns", returns)
-        rows = getattr(settings, "minibatch_size", lane.numel())
+        rows = settings.minibatch_size or lane.numel()
         problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows)
         metrics = self.manager.update(problem, frames)
         if self.rules.learned:
@@ -310,8 +310,8 @@ class GroupLearner:
             inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
             return self.termination_loss(self.policy.evaluate_manager(inputs))
 
-        minibatch = getattr(self.manager_settings, "minibatch_size", samples.shape[0] * samples.shape[1])
-        epochs = getattr(self.manager_settings, "epochs", 1)
+        minibatch = self.manager_settings.minibatch_size or samples.shape[0] * samples.shape[1]
+        epochs = self.manager_settings.epochs
         rows = max(1, minibatch // samples.shape[1])
         gradient_epochs(self.manager.optimizer, samples.shape[0], rows, epochs, loss_of, frames, metrics)
 

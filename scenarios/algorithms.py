@@ -45,6 +45,16 @@ class A2CConfig(LevelAlgorithmBase):
     gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
     normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
 
+    @property
+    def epochs(self) -> int:
+        """One pass: a single gradient step on each batch."""
+        return 1
+
+    @property
+    def minibatch_size(self) -> None:
+        """None: the whole batch."""
+        return None
+
 
 class A3CConfig(LevelAlgorithmBase):
     """Asynchronous advantage actor-critic: train.actors processes each take A2C's step on shared parameters."""
@@ -52,6 +62,16 @@ class A3CConfig(LevelAlgorithmBase):
     name: Literal["a3c"]
     gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
     normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+
+    @property
+    def epochs(self) -> int:
+        """One pass: a single gradient step on each batch."""
+        return 1
+
+    @property
+    def minibatch_size(self) -> None:
+        """None: the whole batch."""
+        return None
 
 
 class TRPOConfig(LevelAlgorithmBase):
@@ -77,6 +97,11 @@ class ImpalaConfig(LevelAlgorithmBase):
     epochs: int = Field(1, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
     minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
     normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+
+    @property
+    def gae_lambda(self) -> float:
+        """Unused by V-trace; the manager's semi-MDP compaction computes GAE targets beside it."""
+        return 1.0
 
 
 ALGORITHM_CONFIGS = {"ppo": PPOConfig, "a2c": A2CConfig, "a3c": A3CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig}
