@@ -56,22 +56,10 @@ class A2CConfig(LevelAlgorithmBase):
         return None
 
 
-class A3CConfig(LevelAlgorithmBase):
+class A3CConfig(A2CConfig):
     """Asynchronous advantage actor-critic: train.actors processes each take A2C's step on shared parameters."""
 
     name: Literal["a3c"]
-    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
-    normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
-
-    @property
-    def epochs(self) -> int:
-        """One pass: a single gradient step on each batch."""
-        return 1
-
-    @property
-    def minibatch_size(self) -> None:
-        """None: the whole batch."""
-        return None
 
 
 class TRPOConfig(LevelAlgorithmBase):

@@ -10,7 +10,6 @@ from tensordict import TensorDict
 from torch.distributions import Normal
 from torchrl.data import Bounded
 
-from envs import keys
 from hierarchy.actions import action_space
 from hierarchy.continuous import ContinuousActions
 
