@@ -8,14 +8,12 @@ takes the log-probabilities, values and weights the hierarchical learner compute
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
-from torch import nn
 
-from agents.base import LevelMetrics, LevelProblem, gradient_epochs
+from agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
 from agents.optim import LevelOptimizer, LevelSettings
 from agents.ppo import add_terms, normalized, weighted_mean
 
@@ -69,33 +67,14 @@ def policy_gradient_terms(
     )
 
 
-class A2C:
+class A2C(GradientAlgorithm):
     """Advantage actor-critic of one level: one gradient step on the whole batch."""
 
-    estimator = "gae"
-
-    def __init__(
-        self,
-        settings: PolicyGradientSettings,
-        actor: Iterable[nn.Parameter],
-        critic: Iterable[nn.Parameter],
-        total_frames: int,
-        name: str,
-    ) -> None:
-        self.settings = settings
-        self.optimizer = LevelOptimizer.from_settings([*actor, *critic], settings, total_frames, name=name)
+    settings: PolicyGradientSettings
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """One policy-gradient step over every row of the problem."""
         return policy_gradient_update(self.optimizer, self.settings, problem, frames, problem.rows, epochs=1)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The optimiser's state."""
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def policy_gradient_update(
@@ -131,8 +110,7 @@ def policy_gradient_update(
                 "loss_entropy": terms.loss_entropy,
                 "entropy": terms.entropy,
             }
-            diagnostics |= {f"loss_{name}": value.detach() for name, value in output.auxiliary_losses.items()}
-            add_terms(metrics, problem.level, diagnostics, len(outputs))
+            add_terms(metrics, problem.level, head_diagnostics(diagnostics, output), len(outputs))
         return loss, metrics
 
     return gradient_epochs(optimizer, problem.rows, rows_per_minibatch, epochs, loss_of, frames, LevelMetrics(problem.level))

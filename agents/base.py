@@ -7,7 +7,12 @@ evaluates the current heads on some rows (:class:`HeadOutputs`, differentiable).
 actor-critic: a worker, or the manager. The algorithm owns its optimiser(s) and returns its metrics
 keyed by TensorBoard tags. How the targets are estimated (GAE or V-trace) is the algorithm's
 ``estimator``; the hierarchy computes them (per-channel returns for workers, the semi-MDP for the
-manager).
+manager). Off-policy algorithms (SAC, ``estimator = "replay"``) learn from a :class:`ReplayProblem`
+instead: the level's new transitions, which they store, and a function that evaluates every head's
+critic features and policy on any stored transitions.
+
+Every algorithm is built from the level's :class:`LevelModel`: its parameters by role (encoders,
+actors, critics) and the shape of each head, for algorithms that build critics of their own.
 """
 
 from __future__ import annotations
@@ -23,13 +28,18 @@ from torch import nn
 from torch.distributions import Distribution, kl_divergence
 
 from agents.optim import LevelOptimizer, NonFiniteLossError
+from agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
 from agents.tags import level_metric
 
 __all__ = [
+    "GradientAlgorithm",
     "HeadOutputs",
+    "HeadShape",
     "LevelAlgorithm",
     "LevelMetrics",
+    "LevelModel",
     "LevelProblem",
+    "ReplayProblem",
     "NonFiniteLossError",
     "gradient_epochs",
     "minibatches",
@@ -85,6 +95,80 @@ class LevelProblem:
     rows_per_minibatch: int
 
 
+@dataclass(frozen=True)
+class HeadShape:
+    """What one head's critic reads and what its policy chooses.
+
+    Attributes:
+        features: size of the features its critic reads (a centralised critic's include the group's).
+        choices: discrete: number of choices; continuous: number of action dimensions.
+        allowed: discrete: how many of the choices the head may take; continuous: equal to ``choices``.
+        continuous: whether the head's action is a bounded vector.
+        hidden_sizes: hidden layer sizes of the head's networks.
+    """
+
+    features: int
+    choices: int
+    allowed: int
+    continuous: bool
+    hidden_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LevelModel:
+    """The parameters of one level by role, and its heads' shapes.
+
+    Attributes:
+        encoder: what the level's heads read through (workers: the modality encoders; manager: the fusion).
+        actor: the policy heads.
+        critic: the value heads (and the manager's option-critic heads under learned termination).
+        heads: head name -> its shape.
+    """
+
+    encoder: list[nn.Parameter]
+    actor: list[nn.Parameter]
+    critic: list[nn.Parameter]
+    heads: dict[str, HeadShape]
+
+    @property
+    def policy(self) -> list[nn.Parameter]:
+        """The parameters the policy acts through: the encoder's, then the actor's."""
+        return [*self.encoder, *self.actor]
+
+
+@dataclass
+class SoftHeadOutputs:
+    """One head on a minibatch of stored states: its critic's features, its policy and its state value.
+
+    Attributes:
+        features: ``[..., features]`` what the head's critics read (with gradient into the level's encoder).
+        policy: the head's policy at the same states, computed from detached features (gradient into its actor only).
+        value: ``[...]`` the head's own value head on the detached features.
+    """
+
+    features: torch.Tensor
+    policy: CategoricalPolicy | SquashedGaussianPolicy
+    value: torch.Tensor
+
+
+@dataclass
+class ReplayProblem:
+    """What an off-policy level stores and learns from in one update.
+
+    Attributes:
+        level: ``"workers"`` or ``"manager"``.
+        transitions: the new transitions, rows along the first dimension: whatever ``evaluate`` reads, and per head
+            ``(head, "action")``, ``(head, "reward")``, ``(head, "discount")`` (the bootstrap's discount, ``gamma^k``
+            for the manager) and ``(head, "terminated")``.
+        evaluate: ``evaluate(transitions, successor)`` gives every head on the transitions' states, or on their
+            successor states when ``successor`` is true.
+    """
+
+    level: str
+    transitions: TensorDictBase
+    evaluate: Callable[[TensorDictBase, bool], dict[str, SoftHeadOutputs]]
+
+
 class LevelMetrics:
     """Running means of one level's metrics over its updates, and its count of skipped updates."""
 
@@ -112,11 +196,12 @@ class LevelAlgorithm(Protocol):
     """A level's learning algorithm (see ``agents.registry.ALGORITHMS``)."""
 
     estimator: str
-    """How the level's targets are estimated: ``"gae"`` or ``"vtrace"``."""
+    """What the level learns from: ``"gae"`` or ``"vtrace"`` targets (a :class:`LevelProblem`), or ``"replay"``
+    (a :class:`ReplayProblem`)."""
     optimizer: LevelOptimizer
     """The level's gradient optimiser (other passes of the level, e.g. learned termination, use it too)."""
 
-    def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
+    def update(self, problem: LevelProblem | ReplayProblem, frames: int) -> LevelMetrics:
         """Learn from ``problem`` at ``frames`` env frames; returns the update's metrics."""
         ...
 
@@ -127,6 +212,29 @@ class LevelAlgorithm(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         ...
+
+
+class GradientAlgorithm:
+    """An algorithm whose whole level (policy and critics) takes gradient steps with one optimiser."""
+
+    estimator = "gae"
+
+    def __init__(self, settings: Any, model: LevelModel, total_frames: int, name: str) -> None:
+        self.settings = settings
+        self.optimizer = LevelOptimizer.from_settings([*model.policy, *model.critic], settings, total_frames, name=name)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimiser's state."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def head_diagnostics(terms: dict[str, torch.Tensor | float], output: HeadOutputs) -> dict[str, torch.Tensor | float]:
+    """A head's loss terms and diagnostics, with its auxiliary losses as ``loss_<name>`` (detached)."""
+    return terms | {f"loss_{name}": loss.detach() for name, loss in output.auxiliary_losses.items()}
 
 
 def minibatches(size: int, minibatch_size: int, epochs: int) -> Iterator[torch.Tensor]:

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torchrl.modules import MLP
 
+from agents.base import HeadShape
+
 
 def _orthogonal_init(network: MLP, last_gain: float) -> MLP:
     """Orthogonal weights, zero biases; a small last layer keeps the first policy near uniform."""
@@ -49,7 +51,9 @@ class ActorCriticHeads(nn.Module):
             last_gain=0.01,
         )
         self.centralised_agents = centralised_agents
+        self.hidden_sizes = tuple(hidden_sizes)
         critic_features = in_features * (1 + centralised_agents) if centralised_agents else in_features
+        self.critic_features = critic_features
         self.critic = _orthogonal_init(
             MLP(in_features=critic_features, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
             last_gain=1.0,
@@ -64,6 +68,11 @@ class ActorCriticHeads(nn.Module):
         logits = self.actor(inputs)
         logits = logits.masked_fill(~self.allowed, torch.finfo(logits.dtype).min)
         return logits, self.critic(self.critic_inputs(inputs))
+
+    def shape(self) -> HeadShape:
+        """What its critic reads and what it chooses among."""
+        choices = int(self.allowed.numel())
+        return HeadShape(self.critic_features, choices, int(self.allowed.sum()), False, self.hidden_sizes)
 
     def critic_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """What the critic reads: each agent's own features, then (centralised) the whole group's."""
@@ -121,6 +130,11 @@ class GaussianActorCriticHeads(ActorCriticHeads):
         self, in_features: int, size: int, hidden_sizes: Sequence[int], centralised_agents: int | None = None
     ) -> None:
         super().__init__(in_features, 2 * size, hidden_sizes, centralised_agents=centralised_agents)
+        self.size = size
+
+    def shape(self) -> HeadShape:
+        """What its critic reads, and the action's dimensions."""
+        return HeadShape(self.critic_features, self.size, self.size, True, self.hidden_sizes)
 
     def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loc [..., size], scale [..., size], value [..., 1])``."""

@@ -10,14 +10,10 @@ is the policy-gradient one of :mod:`agents.a2c`, without advantage normalisation
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
-
-from torch import nn
+from typing import Protocol
 
 from agents.a2c import PolicyGradientSettings, policy_gradient_update
-from agents.base import LevelMetrics, LevelProblem
-from agents.optim import LevelOptimizer
+from agents.base import GradientAlgorithm, LevelMetrics, LevelProblem
 
 
 class ImpalaSettings(PolicyGradientSettings, Protocol):
@@ -33,27 +29,14 @@ class ImpalaSettings(PolicyGradientSettings, Protocol):
     def minibatch_size(self) -> int: ...
 
 
-class Impala:
+class Impala(GradientAlgorithm):
     """The IMPALA learner of one level: V-trace-corrected policy gradient over minibatch epochs."""
 
     estimator = "vtrace"
-
-    def __init__(
-        self, settings: ImpalaSettings, actor: Iterable[nn.Parameter], critic: Iterable[nn.Parameter], total_frames: int, name: str
-    ) -> None:
-        self.settings = settings
-        self.optimizer = LevelOptimizer.from_settings([*actor, *critic], settings, total_frames, name=name)
+    settings: ImpalaSettings
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """Policy-gradient minibatch epochs on the V-trace targets."""
         return policy_gradient_update(
             self.optimizer, self.settings, problem, frames, problem.rows_per_minibatch, self.settings.epochs
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The optimiser's state."""
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.optimizer.load_state_dict(state["optimizer"])

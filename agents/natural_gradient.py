@@ -132,6 +132,7 @@ def trpo_step(
     cg_iterations: int = 10,
     backtrack_steps: int = 10,
     backtrack_ratio: float = 0.5,
+    surrogate_and_kl: Callable[[], tuple[Tensor, Tensor]] | None = None,
 ) -> TRPOReport:
     """One TRPO update of ``parameters`` (distinct, trainable) in place; returns what it did.
 
@@ -141,7 +142,8 @@ def trpo_step(
     then fractions ``backtrack_ratio ** i`` of it are tried in turn and the first that improves the
     surrogate with a measured ``kl() <= max_kl`` is kept. If none is, or the gradient is zero or not
     finite, or ``x.Fx`` is not positive, the parameters are left exactly as they were. No gradients are
-    left on the parameters' ``.grad``.
+    left on the parameters' ``.grad``. ``surrogate_and_kl()``, when given, returns both from one evaluation of
+    the policy and serves the line search's trials.
     """
     if max_kl <= 0 or damping < 0 or cg_iterations < 1 or backtrack_steps < 1 or not 0 < backtrack_ratio < 1:
         raise ValueError(
@@ -172,8 +174,8 @@ def trpo_step(
         for trial in range(backtrack_steps):
             fraction = backtrack_ratio**trial
             assign_flat(original + fraction * full_step, parameters)
-            improvement = float(surrogate()) - baseline
-            measured_kl = float(kl())
+            trial_surrogate, trial_kl = surrogate_and_kl() if surrogate_and_kl else (surrogate(), kl())
+            improvement, measured_kl = float(trial_surrogate) - baseline, float(trial_kl)
             if math.isfinite(improvement) and improvement > 0 and measured_kl <= max_kl:  # False for a NaN KL
                 return TRPOReport(True, measured_kl, improvement, fraction, trial + 1, gradient_norm)
         assign_flat(original, parameters)

@@ -8,16 +8,14 @@ log-probabilities, values and weights the hierarchical learner computes instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
-from torch import nn
 
 from agents import tags
-from agents.base import HeadOutputs, LevelMetrics, LevelProblem, gradient_epochs
-from agents.optim import LevelOptimizer, LevelSettings
+from agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
+from agents.optim import LevelSettings
 
 
 @dataclass(frozen=True)
@@ -113,16 +111,10 @@ def add_terms(metrics: dict[str, float], level: str, terms: dict[str, torch.Tens
         metrics[tag] = metrics.get(tag, 0.0) + float(value) / heads
 
 
-class PPO:
+class PPO(GradientAlgorithm):
     """Proximal policy optimisation of one level: ``epochs`` passes of clipped-objective minibatch steps."""
 
-    estimator = "gae"
-
-    def __init__(
-        self, settings: PPOSettings, actor: Iterable[nn.Parameter], critic: Iterable[nn.Parameter], total_frames: int, name: str
-    ) -> None:
-        self.settings = settings
-        self.optimizer = LevelOptimizer.from_settings([*actor, *critic], settings, total_frames, name=name)
+    settings: PPOSettings
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """Clipped-objective minibatch epochs over the problem's rows."""
@@ -147,29 +139,17 @@ class PPO:
                     value_coef=settings.value_coef,
                 )
                 loss = loss + terms.total() + output.auxiliary_loss()
-                add_terms(metrics, problem.level, _diagnostics(terms, output), len(outputs))
+                diagnostics = {
+                    "loss_objective": terms.loss_objective,
+                    "loss_critic": terms.loss_critic,
+                    "loss_entropy": terms.loss_entropy,
+                    "kl": terms.kl,
+                    "clip_fraction": terms.clip_fraction,
+                    "entropy": terms.entropy,
+                }
+                add_terms(metrics, problem.level, head_diagnostics(diagnostics, output), len(outputs))
             return loss, metrics
 
         return gradient_epochs(
             self.optimizer, problem.rows, problem.rows_per_minibatch, settings.epochs, loss_of, frames, LevelMetrics(problem.level)
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The optimiser's state."""
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-def _diagnostics(terms: PPOTerms, output: HeadOutputs) -> dict[str, torch.Tensor]:
-    diagnostics = {
-        "loss_objective": terms.loss_objective,
-        "loss_critic": terms.loss_critic,
-        "loss_entropy": terms.loss_entropy,
-        "kl": terms.kl,
-        "clip_fraction": terms.clip_fraction,
-        "entropy": terms.entropy,
-    }
-    return diagnostics | {f"loss_{name}": loss.detach() for name, loss in output.auxiliary_losses.items()}

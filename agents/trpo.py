@@ -12,14 +12,12 @@ trust region holds for the policy that acts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from agents.base import LevelMetrics, LevelProblem, gradient_epochs
+from agents.base import HeadOutputs, LevelMetrics, LevelModel, LevelProblem, gradient_epochs, head_diagnostics
 from agents.natural_gradient import trpo_step
 from agents.optim import LevelOptimizer, LevelSettings, select_parameters
 from agents.ppo import add_terms, normalized, weighted_mean
@@ -51,15 +49,13 @@ class TRPO:
 
     estimator = "gae"
 
-    def __init__(
-        self, settings: TRPOSettings, actor: Iterable[nn.Parameter], critic: Iterable[nn.Parameter], total_frames: int, name: str
-    ) -> None:
+    def __init__(self, settings: TRPOSettings, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
-        self.actor = select_parameters(actor, trainable_only=False)
+        self.actor = select_parameters(model.policy, trainable_only=False)
         if settings.frozen:
             for parameter in self.actor:
                 parameter.requires_grad_(False)
-        self.optimizer = LevelOptimizer.from_settings(critic, settings, total_frames, name=name)
+        self.optimizer = LevelOptimizer.from_settings(model.critic, settings, total_frames, name=name)
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """One trust-region actor step on the whole batch, then critic regression epochs."""
@@ -80,30 +76,34 @@ class TRPO:
             before = problem.evaluate(every_row)
         weights = {head: target.get("weight") for head, target in problem.targets.items()}
         advantages = {head: normalized(target.get("advantage"), weights[head]) for head, target in problem.targets.items()}
-        def surrogate() -> torch.Tensor:
+        def surrogate_of(outputs: dict[str, HeadOutputs]) -> torch.Tensor:
             total = torch.zeros(())
-            for head, output in problem.evaluate(every_row).items():
+            for head, output in outputs.items():
                 ratio = (output.log_prob - problem.targets[head].get("old_log_prob")).exp()
                 total = total + weighted_mean(ratio * advantages[head], weights[head])
                 total = total + settings.entropy_coef * weighted_mean(output.entropy, weights[head])
             return total
 
-        def kl() -> torch.Tensor:
-            outputs = problem.evaluate(every_row)
+        def kl_of(outputs: dict[str, HeadOutputs]) -> torch.Tensor:
             return sum(
                 (weighted_mean(output.kl_from(before[head]), weights[head]) for head, output in outputs.items()),
                 torch.zeros(()),
             )
 
+        def both() -> tuple[torch.Tensor, torch.Tensor]:
+            outputs = problem.evaluate(every_row)
+            return surrogate_of(outputs), kl_of(outputs)
+
         report = trpo_step(
             [parameter for parameter in self.actor if parameter.requires_grad],
-            surrogate,
-            kl,
+            lambda: surrogate_of(problem.evaluate(every_row)),
+            lambda: kl_of(problem.evaluate(every_row)),
             max_kl=settings.max_kl,
             damping=settings.damping,
             cg_iterations=settings.cg_iterations,
             backtrack_steps=settings.backtrack_steps,
             backtrack_ratio=settings.backtrack_ratio,
+            surrogate_and_kl=both,
         )
         diagnostics = {
             "kl": report.kl,
@@ -125,9 +125,7 @@ class TRPO:
         for head, output in outputs.items():
             critic = self.settings.value_coef * 0.5 * ((output.value - problem.targets[head][indices].get("returns")) ** 2).mean()
             loss = loss + critic + output.auxiliary_loss()
-            diagnostics = {"loss_critic": critic.detach()}
-            diagnostics |= {f"loss_{name}": value.detach() for name, value in output.auxiliary_losses.items()}
-            add_terms(metrics, problem.level, diagnostics, len(outputs))
+            add_terms(metrics, problem.level, head_diagnostics({"loss_critic": critic.detach()}, output), len(outputs))
         return loss, metrics
 
     def state_dict(self) -> dict[str, Any]:

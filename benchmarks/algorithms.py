@@ -1,16 +1,18 @@
-"""The actor-critic family on CartPole-v1 as a flat himo scenario (one worker): who reaches 475, and when.
+"""The actor-critic family as flat himo scenarios (one worker): CartPole-v1 (goal 475) for every algorithm,
+Pendulum-v1 (goal -200) for continuous SAC; who reaches the goal, and when.
 
-For every algorithm and seed: train the ``cartpole`` scenario with the algorithm's overrides for its
-frame budget (``scenarios.run.train``), each run in a process of its own with one torch thread,
-``--jobs`` at a time; then evaluate the greedy policy on 20 fresh episodes. Per run it reports the
-first frames at which the mean return over the last 10 batches' episodes reached 475, the greedy
-return, wall time and frames per second; per algorithm the medians over seeds and whether the goal
-(median greedy return >= 475 within the budget) was met. Prints a table, saves the learning curves
-as a PNG and ends with one line ``RESULT {json}``.
+For every entry and seed: train the entry's scenario with its overrides for its frame budget
+(``scenarios.run.train``), each run in a process of its own with one torch thread, ``--jobs`` at a
+time; then evaluate the greedy policy on 20 fresh episodes. Per run it reports the first frames at
+which the mean return over the last 10 batches' episodes reached the goal, the greedy return, wall
+time and frames per second; per entry the medians over seeds and whether the goal (median greedy
+return >= goal within the budget) was met. Prints a table, saves the learning curves as a PNG and
+ends with one line ``RESULT {json}``.
 
     python benchmarks/algorithms.py --algorithms ppo a2c trpo impala --seeds 0 1 2 --jobs 12
 
-Adding an algorithm is one entry in ``ALGORITHMS``: its ``--set`` overrides and its frame budget.
+Adding an entry is one item in ``ALGORITHMS``: its ``--set`` overrides, its frame budget, and its
+scenario and goal when they are not CartPole's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 GOAL = 475.0
-"""CartPole-v1's 'solved' return (episodes are cut at 500)."""
+"""CartPole-v1's 'solved' return (episodes are cut at 500), the goal of every entry without one of its own."""
 WINDOW = 10
 """Batches (that ended an episode) averaged for the learning curve's threshold crossing."""
 EVAL_EPISODES = 20
@@ -41,6 +43,10 @@ ALGORITHMS: dict[str, dict] = {
     "trpo": {"frames": 102_400, "overrides": ["algorithm.workers={name: trpo}"]},
     "impala": {"frames": 153_600, "overrides": ["train.frames_per_batch=256", "train.actors=2",
                                                 "algorithm.workers={name: impala, lr: 1.0e-3, lr_schedule: linear, c_clip: 0.95}"]},
+    "sac": {"frames": 50_176, "overrides": ["train.frames_per_batch=256", "algorithm.workers={name: sac, gradient_steps: 64}"]},
+    "sac-pendulum": {"frames": 30_720, "scenario": "pendulum", "goal": -200.0, "algorithm": "sac",
+                     "overrides": ["train.frames_per_batch=256", "train.gamma=0.99",
+                                   "algorithm.workers={name: sac, gradient_steps: 256}"]},
 }
 """Per algorithm: the ``--set`` overrides of the ``cartpole`` scenario and the frame budget (a whole number of batches).
 
@@ -53,9 +59,19 @@ rmsprop, normalised advantages, 4 actors, larger batches or 205k frames).
 """
 
 
-def scenario_overrides(algorithm: str, seed: int, frames: int) -> list[str]:
-    """Every override of one run: the algorithm's, its budget, its seed, one torch thread."""
-    return [*ALGORITHMS[algorithm]["overrides"], f"train.frames={frames}", f"train.seed={seed}", "train.threads=1"]
+def scenario_overrides(entry: str, seed: int, frames: int) -> list[str]:
+    """Every override of one run: the entry's, its budget, its seed, one torch thread."""
+    return [*ALGORITHMS[entry]["overrides"], f"train.frames={frames}", f"train.seed={seed}", "train.threads=1"]
+
+
+def scenario_of(entry: str) -> str:
+    """The scenario an entry trains (``cartpole`` unless it names another)."""
+    return ALGORITHMS[entry].get("scenario", "cartpole")
+
+
+def goal_of(entry: str) -> float:
+    """The return an entry must reach (CartPole's unless it names another)."""
+    return ALGORITHMS[entry].get("goal", GOAL)
 
 
 def first_crossing(curve: list[tuple[int, float]], goal: float = GOAL, window: int = WINDOW) -> int | None:
@@ -76,12 +92,13 @@ def run_one(spec: dict) -> dict:
     from scenarios.run import train
 
     with tempfile.TemporaryDirectory() as folder:
-        scenario = load("cartpole", [*spec["overrides"], f"log.dir={folder}"])
+        scenario = load(scenario_of(spec["algorithm"]), [*spec["overrides"], f"log.dir={folder}"])
         start = time.perf_counter()
         run = train(scenario, progress=False)
         wall = time.perf_counter() - start
         greedy = evaluate(run.folder, EVAL_EPISODES).groups["agent"].team_return
-    return {**spec, "greedy_return": greedy, "solved_at": first_crossing(run.returns), "wall_s": wall,
+    solved_at = first_crossing(run.returns, goal_of(spec["algorithm"]))
+    return {**spec, "greedy_return": greedy, "solved_at": solved_at, "wall_s": wall,
             "fps": run.frames / wall, "curve": run.returns}
 
 
@@ -101,26 +118,28 @@ def launch(algorithm: str, seed: int, frames: int) -> dict:
 def describe(run: dict) -> str:
     """One table row."""
     if "error" in run:
-        return f"{run['algorithm']:8s} {run['seed']:>4d}  FAILED: {(run['error'].strip().splitlines() or ['?'])[-1]}"
+        return f"{run['algorithm']:12s} {run['seed']:>4d}  FAILED: {(run['error'].strip().splitlines() or ['?'])[-1]}"
     solved = f"{run['solved_at']:,}" if run["solved_at"] is not None else "not reached"
-    return (f"{run['algorithm']:8s} {run['seed']:>4d} {run['frames']:>9,} {solved:>13s} {run['greedy_return']:>8.1f}"
+    return (f"{run['algorithm']:12s} {run['seed']:>4d} {run['frames']:>9,} {solved:>13s} {run['greedy_return']:>8.1f}"
             f" {run['wall_s']:>8.0f} {run['fps']:>7.0f}")
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Medians over seeds (a failed run or one that never crossed counts as its budget + 1 / return 0)."""
+    """Medians over seeds (a failed run or one that never crossed counts as its budget + 1 / return -inf)."""
     done = [run for run in runs if "error" not in run]
     frames = runs[0]["frames"]
     crossings = [run["solved_at"] if run.get("solved_at") is not None else frames + 1 for run in runs]
-    greedy = [run.get("greedy_return", 0.0) for run in runs]
+    greedy = [run.get("greedy_return", float("-inf")) for run in runs]
     median_crossing = statistics.median(crossings)
     median_greedy = statistics.median(greedy)
-    return {"frames": frames, "seeds": [run["seed"] for run in runs], "greedy_returns": greedy,
+    goal = goal_of(runs[0]["algorithm"])
+    return {"scenario": scenario_of(runs[0]["algorithm"]), "goal": goal, "frames": frames,
+            "seeds": [run["seed"] for run in runs], "greedy_returns": greedy,
             "median_greedy_return": median_greedy,
             "median_solved_at": median_crossing if median_crossing <= frames else None,
             "median_wall_s": statistics.median(run["wall_s"] for run in done) if done else None,
             "median_fps": statistics.median(run["fps"] for run in done) if done else None,
-            "failed": len(runs) - len(done), "goal_met": median_greedy >= GOAL and len(done) == len(runs)}
+            "failed": len(runs) - len(done), "goal_met": median_greedy >= goal and len(done) == len(runs)}
 
 
 def main() -> None:
@@ -139,8 +158,9 @@ def main() -> None:
 
     jobs = [(name, seed, arguments.frames or ALGORITHMS[name]["frames"])
             for name in arguments.algorithms for seed in arguments.seeds]
-    header = f"{'algo':8s} {'seed':>4s} {'budget':>9s} {'475 at':>13s} {'greedy':>8s} {'wall s':>8s} {'fps':>7s}"
-    print(f"CartPole-v1, goal {GOAL:.0f} (mean of last {WINDOW} batches' episodes; greedy over {EVAL_EPISODES}"
+    header = f"{'entry':12s} {'seed':>4s} {'budget':>9s} {'goal at':>13s} {'greedy':>8s} {'wall s':>8s} {'fps':>7s}"
+    goals = ", ".join(f"{name} {goal_of(name):.0f}" for name in arguments.algorithms)
+    print(f"goals: {goals} (mean of last {WINDOW} batches' episodes; greedy over {EVAL_EPISODES}"
           f" episodes); {len(jobs)} runs, {arguments.jobs} at a time\n{header}", flush=True)
     start = time.perf_counter()
     with ThreadPoolExecutor(arguments.jobs) as pool:
@@ -152,16 +172,15 @@ def main() -> None:
 
     summary = {name: summarise(group) for name, group in results.items()}
     print(f"\nmedians over seeds {arguments.seeds} (total wall {time.perf_counter() - start:.0f} s)")
-    print(f"{'algo':8s} {'budget':>9s} {'475 at':>13s} {'greedy':>8s} {'wall s':>8s} {'fps':>7s}  goal")
+    print(f"{'entry':12s} {'budget':>9s} {'goal at':>13s} {'greedy':>8s} {'wall s':>8s} {'fps':>7s}  goal")
     for name, line in summary.items():
         solved = f"{line['median_solved_at']:,.0f}" if line["median_solved_at"] is not None else "not reached"
         wall, fps = line["median_wall_s"] or 0.0, line["median_fps"] or 0.0
-        print(f"{name:8s} {line['frames']:>9,} {solved:>13s} {line['median_greedy_return']:>8.1f} {wall:>8.0f}"
+        print(f"{name:12s} {line['frames']:>9,} {solved:>13s} {line['median_greedy_return']:>8.1f} {wall:>8.0f}"
               f" {fps:>7.0f}  {'met' if line['goal_met'] else 'NOT met'}")
     if arguments.out:
         save_figure(results, arguments.out)
-    print("RESULT " + json.dumps({"benchmark": "algorithms", "env": "CartPole-v1", "goal": GOAL,
-                                  "seeds": arguments.seeds, "algorithms": summary}))
+    print("RESULT " + json.dumps({"benchmark": "algorithms", "seeds": arguments.seeds, "algorithms": summary}))
 
 
 def save_figure(results: dict[str, list[dict]], path: Path) -> None:
@@ -172,14 +191,14 @@ def save_figure(results: dict[str, list[dict]], path: Path) -> None:
     from matplotlib import pyplot
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, panels = pyplot.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False, sharey=True)
+    figure, panels = pyplot.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False)
     for axes, (name, runs) in zip(panels[0], results.items()):
         for run in runs:
             curve = run.get("curve") or []
             smooth = [statistics.mean(v for _, v in curve[max(0, i - WINDOW + 1) : i + 1]) for i in range(len(curve))]
             label = f"seed {run['seed']}: greedy {run.get('greedy_return', 0):.0f}"
             axes.plot([frames for frames, _ in curve], smooth, alpha=0.85, label=label)
-        axes.axhline(GOAL, color="grey", linestyle="--", linewidth=0.8)
+        axes.axhline(goal_of(name), color="grey", linestyle="--", linewidth=0.8)
         axes.set_title(f"{name} ({runs[0]['frames']:,} frames)")
         axes.set_xlabel("env frames")
         axes.legend(fontsize=7, loc="lower right")

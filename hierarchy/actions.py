@@ -26,6 +26,7 @@ from torch.distributions import Categorical, Distribution
 from torchrl.data import Bounded, Categorical as CategoricalSpec, Composite, TensorSpec
 
 from agents.heads import ActorCriticHeads
+from agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
 from envs import keys
 
 
@@ -113,6 +114,10 @@ class ActionSpace(Protocol):
         self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor
     ) -> dict[str, WorkerPolicy]:
         """Each worker's own policy, from its outputs in ``tensordict``."""
+        ...
+
+    def soft_policy(self, tensordict: TensorDictBase, worker: str) -> CategoricalPolicy | SquashedGaussianPolicy:
+        """A worker's own policy from its outputs in ``tensordict``, as soft actor-critic reads it."""
         ...
 
 
@@ -267,6 +272,12 @@ class DiscreteActions:
             distributions = tuple(Categorical(logits=part) for part in parts)
             policies[name] = WorkerPolicy(distributions, _PartsScorer(distributions, indices))
         return policies
+
+    def soft_policy(self, tensordict: TensorDictBase, worker: str) -> CategoricalPolicy:
+        """The worker's categorical over a plain action (``ValueError`` for a composite one)."""
+        if self.composite:
+            raise ValueError(f"soft actor-critic needs a single categorical action; this one has parts {list(self.names)}")
+        return CategoricalPolicy(tensordict.get(self.worker_keys(worker)[0]).log_softmax(-1))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from torchrl.data import Bounded
 from torchrl.modules import TanhNormal
 
 from agents.heads import GaussianActorCriticHeads
+from agents.soft_policies import SquashedGaussianPolicy
 from envs import keys
 from hierarchy.actions import WorkerPolicy
 
@@ -124,6 +125,11 @@ class ContinuousActions:
             squashed = self.squashed(loc, scale)
             policies[name] = WorkerPolicy((Independent(Normal(loc, scale), 1),), squashed.log_prob)
         return policies
+
+    def soft_policy(self, tensordict: TensorDictBase, worker: str) -> SquashedGaussianPolicy:
+        """The worker's squashed Gaussian, with reparameterised samples."""
+        loc, scale = (tensordict.get(key) for key in self.worker_keys(worker))
+        return SquashedGaussianPolicy(loc, scale, self.low.to(loc.device), self.high.to(loc.device))
 
 
 @dataclass

@@ -19,6 +19,11 @@ batch into each level's :class:`agents.base.LevelProblem`:
 Targets are GAE (PPO, A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so
 values and the acting policy's log-probabilities are re-evaluated with the current parameters and
 the importance weights ``pi / mu`` correct the returns).
+
+An off-policy level (SAC) gets transitions to store instead: a worker's are every env step, with its
+own reward channel, whichever worker acted (each worker's Q-functions learn ``Q^{pi_m}`` of its own
+channel from all the group's experience); the manager's are its options, with the option's discounted
+reward, discount ``gamma^k`` and the state at the option's last step as successor.
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from agents import tags
-from agents.base import HeadOutputs, LevelAlgorithm, LevelMetrics, LevelProblem, gradient_epochs
+from agents.base import (
+    HeadOutputs,
+    LevelAlgorithm,
+    LevelMetrics,
+    LevelModel,
+    LevelProblem,
+    ReplayProblem,
+    SoftHeadOutputs,
+    gradient_epochs,
+)
 from agents.registry import ALGORITHMS
+from agents.soft_policies import CategoricalPolicy
 from agents.vtrace import vtrace_targets
 from envs import keys
 from hierarchy.policy import GroupPolicy
+from hierarchy.replay import manager_transitions, worker_transitions
 from hierarchy.selectors import manager_distribution
 from hierarchy.semi_mdp import compact_to_decisions, decision_indices
 from hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
@@ -45,9 +61,15 @@ def _of_agent(tensor: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
     return tensor[torch.arange(tensor.shape[0]), agent]
 
 
-def build_algorithm(settings: Any, actor: list, critic: list, total_frames: int, name: str) -> LevelAlgorithm:
-    """The level algorithm ``settings.name`` over the level's actor and critic parameters."""
-    return ALGORITHMS[settings.name](settings, actor, critic, total_frames, name)
+def rows_per_minibatch(settings: Any, rows: int, samples_per_row: int) -> int:
+    """Rows per minibatch for the level's ``minibatch_size`` in samples (``None``: every row), at least one row."""
+    samples = settings.minibatch_size or rows * samples_per_row
+    return max(1, samples // samples_per_row)
+
+
+def build_algorithm(settings: Any, model: LevelModel, total_frames: int, name: str) -> LevelAlgorithm:
+    """The level algorithm ``settings.name`` over the level's model."""
+    return ALGORITHMS[settings.name](settings, model, total_frames, name)
 
 
 class GroupLearner:
@@ -68,10 +90,10 @@ class GroupLearner:
         self.worker_settings = workers
         self.rules = policy.rules
         self.gamma = gamma
-        self.workers = build_algorithm(workers, *policy.worker_parameters(), total_frames, f"{self.group} workers")
+        self.workers = build_algorithm(workers, policy.worker_model(), total_frames, f"{self.group} workers")
         # With a single worker the manager has nothing to choose: a flat agent.
         self.manager = (
-            build_algorithm(manager, *policy.manager_parameters(), total_frames, f"{self.group} manager")
+            build_algorithm(manager, policy.manager_model(), total_frames, f"{self.group} manager")
             if len(policy.worker_names) > 1
             else None
         )
@@ -90,9 +112,41 @@ class GroupLearner:
         """One round of learning on both levels; returns metrics keyed by their TensorBoard tags."""
         with torch.no_grad():
             successor = self.policy.evaluate(batch.get(keys.NEXT).select(self.group).copy())
-        metrics = self._update_workers(batch, successor, frames)
+        if self.workers.estimator == "replay":
+            metrics = self._replay_workers(batch, frames)
+        else:
+            metrics = self._update_workers(batch, successor, frames)
         if self.manager is not None:
-            metrics |= self._update_manager(batch, successor, frames)
+            update = self._replay_manager if self.manager.estimator == "replay" else self._update_manager
+            metrics |= update(batch, successor, frames)
+        return metrics
+
+    # ----------------------------------------------------------------------------- off-policy levels (SAC)
+    def _replay_workers(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
+        group = self.group
+        rows = worker_transitions(batch, group, self.policy.worker_names, self.gamma)
+
+        def evaluate(sample: TensorDictBase, successor: bool) -> dict[str, SoftHeadOutputs]:
+            source = sample.get("successor" if successor else "state")
+            return self.policy.soft_worker_outputs(TensorDict({group: source}, batch_size=sample.batch_size))
+
+        return self.workers.update(ReplayProblem("workers", rows, evaluate), frames).result(self.workers.optimizer.lr)
+
+    def _replay_manager(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
+        group = self.group
+        rows, option_length = manager_transitions(batch, group, self.gamma)
+        if rows is None:
+            return {}
+
+        def evaluate(sample: TensorDictBase, successor: bool) -> dict[str, SoftHeadOutputs]:
+            source = sample.get("successor" if successor else "state")
+            output = self.policy.soft_manager_outputs(TensorDict({group: source}, batch_size=sample.batch_size))
+            agent = sample.get("agent")
+            policy = CategoricalPolicy(_of_agent(output.policy.log_probs, agent))
+            return {"manager": SoftHeadOutputs(_of_agent(output.features, agent), policy, _of_agent(output.value, agent))}
+
+        metrics = self.manager.update(ReplayProblem("manager", rows, evaluate), frames).result(self.manager.optimizer.lr)
+        metrics[tags.OPTION_LENGTH] = option_length
         return metrics
 
     # ---------------------------------------------------------------------------------------- workers
@@ -159,7 +213,7 @@ class GroupLearner:
                 },
                 batch_size=data.shape,
             ).reshape(-1, agents)
-        rows = max(1, (settings.minibatch_size or samples.shape[0] * agents) // agents)
+        rows = rows_per_minibatch(settings, samples.shape[0], agents)
         problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows)
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
 
@@ -235,7 +289,7 @@ class GroupLearner:
             advantage, returns = transitions.advantage[transitions.valid], transitions.returns[transitions.valid]
         target.set("advantage", advantage)
         target.set("returns", returns)
-        rows = settings.minibatch_size or lane.numel()
+        rows = rows_per_minibatch(settings, lane.numel(), 1)
         problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows)
         metrics = self.manager.update(problem, frames)
         if self.rules.learned:
@@ -310,10 +364,8 @@ class GroupLearner:
             inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
             return self.termination_loss(self.policy.evaluate_manager(inputs))
 
-        minibatch = self.manager_settings.minibatch_size or samples.shape[0] * samples.shape[1]
-        epochs = self.manager_settings.epochs
-        rows = max(1, minibatch // samples.shape[1])
-        gradient_epochs(self.manager.optimizer, samples.shape[0], rows, epochs, loss_of, frames, metrics)
+        rows = rows_per_minibatch(self.manager_settings, samples.shape[0], samples.shape[1])
+        gradient_epochs(self.manager.optimizer, samples.shape[0], rows, self.manager_settings.epochs, loss_of, frames, metrics)
 
 
 def _importance_metrics(behaviour: torch.Tensor, target: torch.Tensor, rho_clip: float, level: str) -> dict[str, float]:

@@ -19,7 +19,8 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
 
-from agents.base import HeadOutputs, parameters_of
+from agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameters_of
+from agents.soft_policies import CategoricalPolicy
 from agents.heads import ActorCriticHeads, OptionCriticHeads
 from envs import keys
 from hierarchy.actions import ActionSpace
@@ -84,11 +85,15 @@ class ManagerNetwork(nn.Module):
         self.heads = ActorCriticHeads(features, workers, hidden_sizes, centralised_agents=centralised_agents)
         self.option_heads = OptionCriticHeads(features, workers, hidden_sizes) if option_critic else None
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any."""
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The fused embedding (and the agent id) the heads read, ``[..., features]``."""
         embeddings, identity = (inputs[:-1], inputs[-1:]) if self.agent_id_size else (inputs, ())
         # Workers train the encoders; the manager learns which specialist to trust on top of them.
-        fused = torch.cat([self.fusion(*(embedding.detach() for embedding in embeddings)), *identity], dim=-1)
+        return torch.cat([self.fusion(*(embedding.detach() for embedding in embeddings)), *identity], dim=-1)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any."""
+        fused = self.features(*inputs)
         outputs = self.heads(fused)
         return outputs if self.option_heads is None else (*outputs, *self.option_heads(fused))
 
@@ -190,19 +195,59 @@ class GroupPolicy(TensorDictModuleBase):
             self.encode(tensordict)
         return self.manager(tensordict)
 
-    def worker_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """``(actor, critic)`` parameters of the worker level: encoders and actor heads, then the value heads."""
-        actor_modules = [*self.encoders.values(), *self.shared_encoders.values()]
-        actor_modules += [worker.module.actor for worker in self.workers.values()]
-        critic_modules = [worker.module.critic for worker in self.workers.values()]
-        return parameters_of(actor_modules), parameters_of(critic_modules)
+    def worker_model(self) -> LevelModel:
+        """The worker level: the modality and shared-state encoders, every worker's actor and value heads."""
+        heads = {name: worker.module for name, worker in self.workers.items()}
+        return LevelModel(
+            encoder=parameters_of([*self.encoders.values(), *self.shared_encoders.values()]),
+            actor=parameters_of([head.actor for head in heads.values()]),
+            critic=parameters_of([head.critic for head in heads.values()]),
+            heads={name: head.shape() for name, head in heads.items()},
+        )
 
-    def manager_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """``(actor, critic)`` parameters of the manager: fusion and scores, then the value head (and the
-        termination and option-value heads of learned termination)."""
+    def manager_model(self) -> LevelModel:
+        """The manager level: the fusion, the scores over workers, the value head (and the termination and
+        option-value heads of learned termination)."""
         network = self.manager.module
         critic_modules = [network.heads.critic, *([network.option_heads] if network.option_heads is not None else [])]
-        return parameters_of([network.fusion, network.heads.actor]), parameters_of(critic_modules)
+        return LevelModel(
+            encoder=parameters_of([network.fusion]),
+            actor=parameters_of([network.heads.actor]),
+            critic=parameters_of(critic_modules),
+            heads={"manager": network.heads.shape()},
+        )
+
+    def soft_worker_outputs(self, tensordict: TensorDictBase) -> dict[str, SoftHeadOutputs]:
+        """Every worker on the observations in ``tensordict``, as soft actor-critic learns it: the features its
+        critics read (with gradient into the encoders) and its policy and value from the same features detached."""
+        self.encode(tensordict)
+        detached = tensordict.copy()  # new keys, shared tensors
+        outputs = {}
+        for name, worker in self.workers.items():
+            features = torch.cat([tensordict.get(key).float() for key in worker.in_keys], dim=-1)
+            for key in worker.in_keys:
+                detached.set(key, tensordict.get(key).detach())
+            worker(detached)
+            outputs[name] = SoftHeadOutputs(
+                features=worker.module.critic_inputs(features),
+                policy=self.actions.soft_policy(detached, name),
+                value=detached.get(keys.worker(self.group, name, keys.STATE_VALUE)).squeeze(-1),
+            )
+        return outputs
+
+    def soft_manager_outputs(self, tensordict: TensorDictBase) -> SoftHeadOutputs:
+        """The manager on the observations in ``tensordict`` (``[..., agents]``), as soft actor-critic learns it: the
+        features its critics read (with gradient into the fusion), its choice of worker and its value from them detached."""
+        with torch.no_grad():
+            self.encode(tensordict)
+        network = self.manager.module
+        features = network.features(*(tensordict.get(key) for key in self.manager.in_keys))
+        logits, value = network.heads(features.detach())[:2]
+        return SoftHeadOutputs(
+            features=network.heads.critic_inputs(features),
+            policy=CategoricalPolicy(logits.log_softmax(-1)),
+            value=value.squeeze(-1),
+        )
 
     def worker_outputs(self, tensordict: TensorDictBase) -> dict[str, HeadOutputs]:
         """Every worker's policy evaluated on ``tensordict`` after :meth:`evaluate_workers`: the log-probability

@@ -14,7 +14,7 @@ from scenarios.schema_base import Section
 
 
 class LevelAlgorithmBase(Section):
-    """What every level algorithm has: its optimiser, schedule, clipping, loss weights, freezing and checkpoint."""
+    """What every level algorithm has: its optimiser, schedule, clipping, freezing and checkpoint."""
 
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimiser of this level.")
     lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate.")
@@ -22,23 +22,28 @@ class LevelAlgorithmBase(Section):
         "constant", description="Learning-rate schedule over the run's frames."
     )
     max_grad_norm: float | None = Field(0.5, gt=0.0, description="Gradient clipping by global norm; null: none.")
-    entropy_coef: float = Field(0.01, ge=0.0, description="Entropy bonus coefficient.")
-    value_coef: float = Field(0.5, ge=0.0, description="Critic loss coefficient.")
     frozen: bool = Field(False, description="Keep this level's parameters fixed.")
     checkpoint: str | None = Field(None, description="Checkpoint file to load this level's parameters from.")
 
 
-class PPOConfig(LevelAlgorithmBase):
+class PolicyGradientBase(LevelAlgorithmBase):
+    """The on-policy family's loss weights: an entropy bonus and the critic's share of the loss."""
+
+    entropy_coef: float = Field(0.01, ge=0.0, description="ppo, a2c, a3c, trpo, impala: entropy bonus coefficient.")
+    value_coef: float = Field(0.5, ge=0.0, description="ppo, a2c, a3c, trpo, impala: critic loss coefficient.")
+
+
+class PPOConfig(PolicyGradientBase):
     """Proximal policy optimisation: clipped-ratio minibatch epochs on GAE advantages."""
 
-    name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, a3c, trpo or impala.")
+    name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, a3c, trpo, impala or sac.")
     epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
     minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
     clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="ppo: ratio clipping.")
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
 
 
-class A2CConfig(LevelAlgorithmBase):
+class A2CConfig(PolicyGradientBase):
     """Synchronous advantage actor-critic: one gradient step on each whole batch."""
 
     name: Literal["a2c"]
@@ -62,7 +67,7 @@ class A3CConfig(A2CConfig):
     name: Literal["a3c"]
 
 
-class TRPOConfig(LevelAlgorithmBase):
+class TRPOConfig(PolicyGradientBase):
     """Trust-region policy optimisation: a natural-gradient step under a KL bound, critics by regression."""
 
     name: Literal["trpo"]
@@ -76,7 +81,7 @@ class TRPOConfig(LevelAlgorithmBase):
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
 
 
-class ImpalaConfig(LevelAlgorithmBase):
+class ImpalaConfig(PolicyGradientBase):
     """IMPALA: actors on lagged policies (an asynchronous collector), V-trace-corrected policy gradient."""
 
     name: Literal["impala"]
@@ -92,11 +97,36 @@ class ImpalaConfig(LevelAlgorithmBase):
         return 1.0
 
 
-ALGORITHM_CONFIGS = {"ppo": PPOConfig, "a2c": A2CConfig, "a3c": A3CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig}
+class SACConfig(LevelAlgorithmBase):
+    """Soft actor-critic: twin Q-functions per head learn from a replay buffer; automatic temperature."""
+
+    name: Literal["sac"]
+    max_grad_norm: float | None = Field(None, gt=0.0, description="Gradient clipping by global norm; null: none.")
+    buffer_size: int = Field(100_000, ge=1, description="sac: transitions the replay buffer holds (env steps; options for the manager).")
+    minibatch_size: int = Field(256, ge=1, description="sac: transitions per gradient step.")
+    gradient_steps: int = Field(64, ge=1, description="sac: gradient steps after each collected batch.")
+    learning_starts: int = Field(1000, ge=1, description="sac: transitions stored before the first gradient step.")
+    tau: float = Field(0.005, gt=0.0, le=1.0, description="sac: Polyak rate of the target Q-functions.")
+    initial_temperature: float = Field(1.0, gt=0.0, description="sac: the entropy temperature alpha at the start.")
+    target_entropy: float | None = Field(
+        None, description="sac: entropy the temperature steers the policy to; null: -dimensions (continuous) or "
+        "target_entropy_weight * log(choices) (discrete).",
+    )
+    target_entropy_weight: float = Field(
+        0.5, gt=0.0, le=1.0, description="sac: the automatic discrete target entropy's share of the uniform policy's."
+    )
+    hidden_sizes: tuple[int, ...] | None = Field(
+        None, description="sac: hidden layers of each Q-function; null: those of the head's own networks."
+    )
+
+
+ALGORITHM_CONFIGS = {
+    "ppo": PPOConfig, "a2c": A2CConfig, "a3c": A3CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig, "sac": SACConfig,
+}
 """Every level algorithm's section, by name (``agents.registry.ALGORITHMS`` holds the same names)."""
 
 LevelAlgorithmConfig = Annotated[
-    PPOConfig | A2CConfig | A3CConfig | TRPOConfig | ImpalaConfig, Field(discriminator="name")
+    PPOConfig | A2CConfig | A3CConfig | TRPOConfig | ImpalaConfig | SACConfig, Field(discriminator="name")
 ]
 """How one level learns; ``name`` picks the section's fields."""
 

@@ -117,6 +117,9 @@ def _action_space(scenario: Scenario, env: EnvBase, group: str) -> ActionSpace:
         if parts.composite and worker.actions is not None:
             message = f"group {group!r} has a composite action {list(parts.names)}: choose its parts with 'parts'"
             raise _error(scenario, ("workers", name, "actions"), message)
+    if parts.composite and scenario.algorithm.workers.name == "sac":
+        message = f"group {group!r} has a composite action {list(parts.names)}; sac workers need a single categorical one"
+        raise _error(scenario, ("algorithm", "workers", "name"), message)
     controlled = {part for worker in scenario.workers.values() for part in (worker.parts or parts.names)}
     if parts.composite and controlled != set(parts.names):
         missing = sorted(set(parts.names) - controlled)

@@ -21,6 +21,7 @@ from torchrl.collectors import Collector, MultiAsyncCollector
 from tqdm import tqdm
 
 from agents.optim import NonFiniteLossError
+from agents.sac import ReplayBufferTooLarge
 from agents import tags
 from hierarchy.learner import GroupLearner
 from hierarchy.policy import HierarchicalPolicy
@@ -174,7 +175,7 @@ class Trainer:
                     if self._saved_frames != self.frames:
                         self.save()
                     raise self._interruption(saved=True) from None
-        except NonFiniteLossError as error:
+        except (NonFiniteLossError, ReplayBufferTooLarge) as error:
             if self.checkpoint_path.is_file():
                 saved = f"last good checkpoint: {self.checkpoint_path}"
             else:  # naming a file that is not there would send the user looking for it

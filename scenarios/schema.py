@@ -212,10 +212,13 @@ class LogConfig(Section):
     eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation.")
 
 
-ALGORITHM_FAMILIES = {"ppo": "on-policy", "a2c": "on-policy", "trpo": "on-policy", "impala": "lagged", "a3c": "asynchronous"}
+ALGORITHM_FAMILIES = {
+    "ppo": "synchronous", "a2c": "synchronous", "trpo": "synchronous", "sac": "synchronous",
+    "impala": "lagged", "a3c": "asynchronous",
+}
 """How each algorithm's data is collected: levels of one run must agree (they share the collection)."""
 FAMILY_REASONS = {
-    "on-policy": "assumes data collected with the current policy",
+    "synchronous": "collects with the current policy in the training process",
     "lagged": "whose actors run on lagged copies of the policy",
     "asynchronous": "whose processes collect and update shared parameters without waiting for each other",
 }
@@ -281,6 +284,31 @@ class Scenario(Section):
                 "several actor processes are for impala and a3c; the other algorithms learn from data collected "
                 "with the current policy in the training process (set train.actors: 1)",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _soft_actor_critic_fits(self) -> Scenario:
+        if self.algorithm.manager.name == "sac" and len(self.workers) > 1:
+            if self.manager.mode == "weighted":
+                raise FieldProblem(
+                    ("algorithm", "manager", "name"),
+                    "a sac manager learns a categorical choice of worker (select mode); weighted mode samples weights "
+                    "over workers, which sac does not learn here: use mode select, or another manager algorithm",
+                )
+            if self.manager.termination.kind == "learned":
+                raise FieldProblem(
+                    ("algorithm", "manager", "name"),
+                    "learned termination trains on the manager's on-policy option values; use interval termination "
+                    "with a sac manager, or another manager algorithm",
+                )
+        if self.algorithm.workers.name == "sac":
+            for name, worker in self.workers.items():
+                if worker.parts is not None:
+                    raise FieldProblem(
+                        ("workers", name, "parts"),
+                        "sac workers act on a single categorical or continuous action; parts of a composite action "
+                        "need another worker algorithm",
+                    )
         return self
 
     @model_validator(mode="after")

@@ -124,6 +124,21 @@ def test_trpo_step_improves_the_surrogate_within_the_kl_bound() -> None:
     assert_no_gradients(problem.parameters)
 
 
+def test_one_evaluation_per_line_search_trial_takes_the_same_step() -> None:
+    separate, joint = Problem(seed=1), Problem(seed=1)
+    expected = trpo_step(separate.parameters, separate.surrogate, separate.kl, max_kl=0.01)
+    calls = []
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        return joint.surrogate(), joint.kl()
+
+    report = trpo_step(joint.parameters, joint.surrogate, joint.kl, max_kl=0.01, surrogate_and_kl=both)
+    assert report == expected and len(calls) == report.line_search_steps
+    for mine, theirs in zip(joint.parameters, separate.parameters):
+        assert torch.equal(mine, theirs)
+
+
 def test_trpo_step_with_zero_advantages_changes_nothing() -> None:
     problem = Problem(seed=2, advantage_scale=0.0)
     before = problem.snapshot()

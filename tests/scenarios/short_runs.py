@@ -8,3 +8,17 @@ SMALL_BEACON = [
     "algorithm.workers.epochs=1",
     "algorithm.manager.epochs=1",
 ]
+
+SHORT_RUN_SETTINGS = {"sac": "learning_starts: 64, gradient_steps: 4, buffer_size: 4096"}
+"""Per algorithm, the section fields that let a level learn within a short run (sac: start after one batch)."""
+
+
+def level(level_name: str, algorithm: str) -> str:
+    """The override ``algorithm.<level>={name: <algorithm>, ...}`` for a short run."""
+    settings = SHORT_RUN_SETTINGS.get(algorithm)
+    return f"algorithm.{level_name}={{name: {algorithm}{', ' + settings if settings else ''}}}"
+
+
+def both_levels(algorithm: str) -> list[str]:
+    """``algorithm`` at the workers and at the manager, for a short run."""
+    return [level("workers", algorithm), level("manager", algorithm)]

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
-from short_runs import SMALL_BEACON
+from short_runs import SMALL_BEACON, both_levels
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import tags
@@ -22,6 +22,7 @@ DIAGNOSTICS = {
     "a3c": [],
     "trpo": ["kl", "line_search_steps", "step_fraction", "accepted"],
     "impala": ["importance_weight", "importance_clipped"],
+    "sac": ["temperature", "q_value", "replay_size", "actor_grad_norm"],
 }
 """Each algorithm's own diagnostics, logged as ``<name>/<level>`` beside the losses, entropy, grad norm and lr."""
 
@@ -38,8 +39,7 @@ def test_the_registry_and_the_schema_offer_the_same_algorithms() -> None:
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_every_algorithm_learns_at_both_levels_with_its_diagnostics_logged(algorithm: str, tmp_path: Path) -> None:
-    levels = [f"algorithm.{level}={{name: {algorithm}}}" for level in ("workers", "manager")]
-    scenario = load("beacon", [*SMALL_BEACON, *levels, f"log.dir={tmp_path}"])
+    scenario = load("beacon", [*SMALL_BEACON, *both_levels(algorithm), f"log.dir={tmp_path}"])
     result = train(scenario, progress=False)
     logged = scalars(result.folder)
     for tag, values in logged.items():
@@ -70,6 +70,12 @@ def test_every_accepted_trpo_step_stays_inside_the_trust_region(tmp_path: Path) 
         (["algorithm.workers={name: a2c, clip_epsilon: 0.1}"], "algorithm.workers.clip_epsilon", ""),
         (["algorithm.manager.name=dqn"], "algorithm.manager", "ppo"),
         (["algorithm.workers={name: trpo, max_kl: 0}"], "algorithm.workers.max_kl", "greater than 0"),
+        (["algorithm.manager.name=sac", "manager.mode=weighted"], "algorithm.manager.name", "use mode select"),
+        (["algorithm.manager.name=sac", "manager.termination={kind: learned}"], "algorithm.manager.name", "interval"),
+        (["algorithm.workers.name=sac", "env.kwargs.action_parts=true", "workers.audio.parts=[turn]"],
+         "workers.audio.parts", "single categorical or continuous"),
+        (["algorithm.workers={name: sac, entropy_coef: 0.1}"], "algorithm.workers.entropy_coef", "target_entropy"),
+        (["algorithm.workers.name=sac", "algorithm.manager.name=impala"], "algorithm.manager.name", "current policy"),
     ],
 )
 def test_unsound_or_unknown_algorithm_settings_are_clear_errors(overrides: list[str], field: str, message: str) -> None:

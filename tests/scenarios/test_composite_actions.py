@@ -92,6 +92,7 @@ def test_a_run_with_composite_actions_trains(mode: str, tmp_path: Path) -> None:
             "workers",
             r"no worker acts on action part\(s\) \['move'\]",
         ),
+        (["env.kwargs.action_parts=true", "algorithm.workers={name: sac}"], "algorithm.workers.name", "single categorical"),
     ],
 )
 def test_bad_action_parts_are_clear_errors(overrides: list[str], field: str, message: str) -> None:

@@ -18,6 +18,7 @@ from scenarios.checkpoint import seed_everything
 from scenarios.evaluate import evaluate
 from scenarios.loader import load
 from scenarios.run import train
+from short_runs import both_levels, level
 
 TWO_WORKERS = ["workers={a: {modalities: [vector]}, b: {modalities: [vector]}}", "env.num_envs=4"]
 SHORT = ["train.frames=512", "train.frames_per_batch=256"]
@@ -34,14 +35,17 @@ def scalars(folder: Path) -> dict[str, list[float]]:
     return {tag: [point.value for point in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-RUNS = [("weighted", algorithm) for algorithm in ALGORITHMS] + [("select", "ppo"), ("learned", "ppo")]
+RUNS = [("weighted", algorithm) for algorithm in ALGORITHMS] + [("select", "ppo"), ("learned", "ppo"), ("select", "sac")]
 """Every algorithm on the weighted product of Gaussians (the composition that differs from the discrete one);
-the other modes with PPO (their continuous path is the active worker's own Gaussian)."""
+the other modes with PPO (their continuous path is the active worker's own Gaussian), and SAC in select mode at both
+levels (a sac manager chooses one worker; in weighted mode its workers run under a ppo manager)."""
 
 
 @pytest.mark.parametrize(("mode", "algorithm"), RUNS)
 def test_two_continuous_workers_train_in_every_mode_with_every_algorithm(mode: str, algorithm: str, tmp_path: Path) -> None:
-    levels = [f"algorithm.{level}={{name: {algorithm}}}" for level in ("workers", "manager")]
+    levels = both_levels(algorithm)
+    if algorithm == "sac" and mode == "weighted":
+        levels = [level("workers", "sac"), level("manager", "ppo")]
     scenario = load("pendulum", [*TWO_WORKERS, *MODES[mode], *levels, *SHORT, f"log.dir={tmp_path}"])
     result = train(scenario, progress=False)
     assert result.frames == 512

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from short_runs import SMALL_BEACON
+from short_runs import SMALL_BEACON, both_levels
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import tags
@@ -28,10 +28,10 @@ from scenarios.schema import Scenario
 FRAMES, CHECKPOINT_EVERY = 1024, 512  # 4 batches of 256 frames, two checkpoints
 
 
-def beacon(log_dir: Path) -> Scenario:
+def beacon(log_dir: Path, overrides: tuple[str, ...] = ()) -> Scenario:
     return load(
         "beacon",
-        [*SMALL_BEACON, f"train.frames={FRAMES}", f"log.checkpoint_every={CHECKPOINT_EVERY}", f"log.dir={log_dir}"],
+        [*SMALL_BEACON, *overrides, f"train.frames={FRAMES}", f"log.checkpoint_every={CHECKPOINT_EVERY}", f"log.dir={log_dir}"],
     )
 
 
@@ -102,6 +102,19 @@ def test_a_run_that_died_after_its_first_checkpoint_resumes_exactly(
     resumed = resume(folder, progress=False)
     assert "resuming at 512 frames: the envs continue their episodes" in capsys.readouterr().err
     assert_continues_exactly(folder, resumed, uninterrupted, CHECKPOINT_EVERY)
+
+
+def test_a_sac_run_resumes_exactly_with_its_replay_buffers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sac = tuple(both_levels("sac"))
+    reference = train(beacon(tmp_path / "whole", sac), progress=False)
+    on_call(monkeypatch, BeaconEnv, "_step", 2 * STEPS_PER_BATCH + 10, crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        train(beacon(tmp_path / "cut", sac), progress=False)
+    monkeypatch.undo()
+    (folder,) = (tmp_path / "cut").iterdir()
+    (saved,) = load_checkpoint(folder / "checkpoints" / "latest.pt")["learners"].values()
+    assert all(saved[level]["buffer"]["_storage"]["_len"] > 0 for level in ("workers", "manager"))
+    assert_continues_exactly(folder, resume(folder, progress=False), reference, CHECKPOINT_EVERY)
 
 
 def test_ctrl_c_while_collecting_saves_the_last_batch_s_state_and_resumes_exactly(

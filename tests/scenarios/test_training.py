@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from short_runs import SMALL_BEACON
+from short_runs import SMALL_BEACON, both_levels
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import agents.ppo
@@ -56,8 +56,7 @@ def parameter_names(scenario: Scenario) -> set[str]:
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @pytest.mark.parametrize("frozen", ["workers", "manager"])
 def test_a_frozen_level_stays_bit_identical_while_the_other_learns(frozen: str, algorithm: str, tmp_path: Path) -> None:
-    levels = [f"algorithm.{level}={{name: {algorithm}}}" for level in ("workers", "manager")]
-    scenario = load("beacon", [*SMALL_BEACON, *levels, f"algorithm.{frozen}.frozen=true", f"log.dir={tmp_path}"])
+    scenario = load("beacon", [*SMALL_BEACON, *both_levels(algorithm), f"algorithm.{frozen}.frozen=true", f"log.dir={tmp_path}"])
     before = initial_policy_state(scenario)
     result = train(scenario, progress=False)
     after = load_checkpoint(result.folder / "checkpoints" / "latest.pt")["policy"]
