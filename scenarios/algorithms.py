@@ -13,6 +13,26 @@ from pydantic import Field, field_validator
 from scenarios.schema_base import Section
 
 
+def epochs_field(default: int) -> Any:
+    """``epochs``, with the algorithm's default."""
+    return Field(default, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
+
+
+def minibatch_size_field(default: int) -> Any:
+    """``minibatch_size``, with the algorithm's default."""
+    return Field(default, ge=1, description="ppo, trpo, impala: samples per gradient step.")
+
+
+def gae_lambda_field(default: float) -> Any:
+    """``gae_lambda``, with the algorithm's default."""
+    return Field(default, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
+
+
+def normalize_advantage_field() -> Any:
+    """``normalize_advantage`` (off by default)."""
+    return Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+
+
 class LevelAlgorithmBase(Section):
     """What every level algorithm has: its optimiser, schedule, clipping, freezing and checkpoint."""
 
@@ -37,18 +57,18 @@ class PPOConfig(PolicyGradientBase):
     """Proximal policy optimisation: clipped-ratio minibatch epochs on GAE advantages."""
 
     name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, a3c, trpo, impala or sac.")
-    epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
-    minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
+    epochs: int = epochs_field(4)
+    minibatch_size: int = minibatch_size_field(256)
     clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="ppo: ratio clipping.")
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
+    gae_lambda: float = gae_lambda_field(0.95)
 
 
 class A2CConfig(PolicyGradientBase):
     """Synchronous advantage actor-critic: one gradient step on each whole batch."""
 
     name: Literal["a2c"]
-    gae_lambda: float = Field(1.0, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
-    normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+    gae_lambda: float = gae_lambda_field(1.0)
+    normalize_advantage: bool = normalize_advantage_field()
 
     @property
     def epochs(self) -> int:
@@ -76,9 +96,9 @@ class TRPOConfig(PolicyGradientBase):
     cg_iterations: int = Field(10, ge=1, description="trpo: conjugate-gradient iterations.")
     backtrack_steps: int = Field(10, ge=1, description="trpo: line-search trials, each shorter by backtrack_ratio.")
     backtrack_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="trpo: step shrink factor of the line search.")
-    epochs: int = Field(4, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
-    minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
+    epochs: int = epochs_field(4)
+    minibatch_size: int = minibatch_size_field(256)
+    gae_lambda: float = gae_lambda_field(0.95)
 
 
 class ImpalaConfig(PolicyGradientBase):
@@ -87,9 +107,9 @@ class ImpalaConfig(PolicyGradientBase):
     name: Literal["impala"]
     rho_clip: float = Field(1.0, gt=0.0, description="impala: clip of the importance weights in the policy gradient and targets.")
     c_clip: float = Field(1.0, gt=0.0, description="impala: clip of the trace coefficients of the V-trace targets.")
-    epochs: int = Field(1, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
-    minibatch_size: int = Field(256, ge=1, description="ppo, trpo, impala: samples per gradient step.")
-    normalize_advantage: bool = Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+    epochs: int = epochs_field(1)
+    minibatch_size: int = minibatch_size_field(256)
+    normalize_advantage: bool = normalize_advantage_field()
 
     @property
     def gae_lambda(self) -> float:
