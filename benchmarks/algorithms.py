@@ -38,11 +38,12 @@ ALGORITHMS: dict[str, dict] = {
     "ppo": {"frames": 102_400, "overrides": ["algorithm.workers={name: ppo, lr: 1.0e-3, lr_schedule: linear, epochs: 10}"]},
     "a2c": {"frames": 200_000, "overrides": ["train.frames_per_batch=40", "algorithm.workers={name: a2c, optimizer: rmsprop, "
                                              "lr: 7.0e-4, lr_schedule: linear, entropy_coef: 0.0, gae_lambda: 0.95}"]},
-    "a3c": {"frames": 200_000, "overrides": ["train.frames_per_batch=40", "train.actors=2", "algorithm.workers={name: a3c, "
+    "a3c": {"frames": 400_000, "overrides": ["train.frames_per_batch=40", "train.actors=2", "algorithm.workers={name: a3c, "
                                              "optimizer: rmsprop, lr: 7.0e-4, lr_schedule: linear, entropy_coef: 0.0, gae_lambda: 0.95}"]},
     "trpo": {"frames": 102_400, "overrides": ["algorithm.workers={name: trpo}"]},
-    "impala": {"frames": 153_600, "overrides": ["train.frames_per_batch=256", "train.actors=2",
-                                                "algorithm.workers={name: impala, lr: 1.0e-3, lr_schedule: linear, c_clip: 0.95}"]},
+    "impala": {"frames": 400_000, "overrides": ["train.frames_per_batch=40", "train.actors=2",
+                                                "algorithm.workers={name: impala, optimizer: rmsprop, lr: 7.0e-4, "
+                                                "lr_schedule: linear, entropy_coef: 0.0, minibatch_size: 40}"]},
     "sac": {"frames": 50_176, "overrides": ["train.frames_per_batch=256", "algorithm.workers={name: sac, gradient_steps: 64}"]},
     "sac-pendulum": {"frames": 30_720, "scenario": "pendulum", "goal": -200.0, "algorithm": "sac",
                      "overrides": ["train.frames_per_batch=256", "train.gamma=0.99",
