@@ -55,8 +55,10 @@ ALGORITHMS: dict[str, list[str]] = {
     # A3C takes one step per batch in each process: smaller batches give it as many updates as the others.
     "a3c": ["train.actors=2", "train.frames_per_batch=256", "algorithm.workers={name: a3c, lr: 1.0e-3, gae_lambda: 0.95}",
             "algorithm.manager={name: a3c, lr: 1.0e-3, gae_lambda: 0.95, normalize_advantage: true}"],
-    # Off-policy, collected synchronously: it keeps the PPO workers; its replay buffer holds options.
-    "sac": ["algorithm.manager={name: sac, buffer_size: 20000, learning_starts: 500}"],
+    # Off-policy, collected synchronously: it keeps the PPO workers; its replay buffer holds options. The team
+    # reward is small (options' Q-values are about 0.1-0.3): a low starting temperature lets them show.
+    "sac": ["algorithm.manager={name: sac, lr: 1.0e-3, buffer_size: 20000, learning_starts: 500, "
+            "initial_temperature: 0.05, target_entropy_weight: 0.8}"],
 }
 """Per manager algorithm: the ``--set`` overrides of the ``beacon`` scenario (its batch of 2048 frames is kept:
 a level cannot have a batch of its own). A2C and A3C take one gradient step per batch, hence their larger lr.
