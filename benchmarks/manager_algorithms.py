@@ -18,6 +18,10 @@ is above both its own first-window mean and the frozen arm's last-window mean by
 
     python benchmarks/manager_algorithms.py --algorithms ppo a2c trpo impala a3c --jobs 1
 
+With ``--pretrained-workers FRAMES`` the scenario is first trained as it is for FRAMES, and every run then keeps
+those workers frozen: only the manager learns, whatever kind of algorithm it is (the workers' algorithm no longer
+has to match it), so the comparison isolates the manager.
+
 Adding an algorithm is one entry in ``ALGORITHMS``: its ``--set`` overrides of the ``beacon`` scenario.
 """
 
@@ -71,10 +75,25 @@ a3c 0.071 / 0.057 (0.081), where neither arm learned; a3c now runs on 256-frame 
 """
 
 
-def arm_overrides(algorithm: str, arm: str, seed: int, frames: int) -> list[str]:
-    """Every override of one run: the algorithm's, the arm's freezing of the manager, budget, seed, one thread."""
+def arm_overrides(algorithm: str, arm: str, seed: int, frames: int, workers: str | None = None) -> list[str]:
+    """Every override of one run: the algorithm's, the arm's freezing of the manager, budget, seed, one thread;
+    with ``workers`` (a checkpoint), the workers are that run's, frozen."""
     frozen = ["algorithm.manager.frozen=true"] if arm == "frozen" else []
-    return [*ALGORITHMS[algorithm], *frozen, f"train.frames={frames}", f"train.seed={seed}", "train.threads=1"]
+    fixed = [f"algorithm.workers={{name: ppo, frozen: true, checkpoint: {workers}}}"] if workers else []
+    return [*ALGORITHMS[algorithm], *fixed, *frozen, f"train.frames={frames}", f"train.seed={seed}", "train.threads=1"]
+
+
+def pretrain_workers(frames: int, seed: int, folder: Path) -> str:
+    """Train the scenario as it is (PPO at both levels) for ``frames``; the path of its checkpoint."""
+    import torch
+
+    torch.set_num_threads(1)
+    from scenarios.loader import load
+    from scenarios.run import train
+
+    scenario = load(SCENARIO, [f"train.frames={frames}", f"train.seed={seed}", "train.threads=1", f"log.dir={folder}"])
+    run = train(scenario, progress=False)
+    return str(run.folder / "checkpoints" / "latest.pt")
 
 
 def window_mean(curve: list[tuple[int, float]], last: bool, window: int = WINDOW) -> float | None:
@@ -109,10 +128,10 @@ def run_one(spec: dict) -> dict:
             "wall_s": wall, "fps": run.frames / wall, "curve": run.returns}
 
 
-def launch(algorithm: str, arm: str, seed: int, frames: int) -> dict:
+def launch(algorithm: str, arm: str, seed: int, frames: int, workers: str | None = None) -> dict:
     """Run ``run_one`` in a fresh interpreter (one torch thread; actor processes are its children)."""
     spec = {"algorithm": algorithm, "arm": arm, "seed": seed, "frames": frames,
-            "overrides": arm_overrides(algorithm, arm, seed, frames)}
+            "overrides": arm_overrides(algorithm, arm, seed, frames, workers)}
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     child = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=False, capture_output=True,
                            text=True, env=environment)
@@ -164,13 +183,21 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150_000, help="env frames per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/manager_algorithms.png"))
+    parser.add_argument("--pretrained-workers", type=int, default=0, metavar="FRAMES",
+                        help="first train the scenario for FRAMES, then every run keeps its workers frozen")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         print("CHILD " + json.dumps(run_one(json.loads(arguments.child))), flush=True)
         return
 
-    jobs = [(name, arm, seed, arguments.frames) for name in arguments.algorithms for seed in arguments.seeds for arm in ARMS]
+    pretrained = tempfile.TemporaryDirectory()
+    workers = None
+    if arguments.pretrained_workers:
+        workers = pretrain_workers(arguments.pretrained_workers, arguments.seeds[0], Path(pretrained.name))
+        print(f"workers: trained for {arguments.pretrained_workers:,} frames (ppo, seed {arguments.seeds[0]}), then frozen")
+    jobs = [(name, arm, seed, arguments.frames, workers)
+            for name in arguments.algorithms for seed in arguments.seeds for arm in ARMS]
     print(f"{SCENARIO}: manager algorithms, trained vs frozen manager; return = mean of the first / last {WINDOW}"
           f" batches' episodes; greedy over {EVAL_EPISODES} episodes; {len(jobs)} runs of {arguments.frames:,} frames,"
           f" {arguments.jobs} at a time\n{'algo':7s} {'arm':8s} {'seed':>4s} {'first':>8s} {'last':>8s} {'greedy':>8s}"
@@ -194,7 +221,9 @@ def main() -> None:
               f" {signed(line['frozen_greedy_return']):>13s}  {'rises' if line['rises'] else 'does NOT rise'}")
     if arguments.out:
         save_figure(results, arguments.out, arguments.frames)
+    pretrained.cleanup()
     print("RESULT " + json.dumps({"benchmark": "manager_algorithms", "scenario": SCENARIO, "frames": arguments.frames,
+                                  "pretrained_workers": arguments.pretrained_workers,
                                   "seeds": arguments.seeds, "window": WINDOW, "commit": commit(),
                                   "margin": {"absolute": ABSOLUTE_MARGIN, "relative": RELATIVE_MARGIN},
                                   "algorithms": summary}))

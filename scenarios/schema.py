@@ -278,7 +278,9 @@ class Scenario(Section):
                 f"level's {trained[other].name} {FAMILY_REASONS[other_family]}; use algorithms of one kind at both "
                 f"levels (or freeze one level)",
             )
-        if self.train.actors > 1 and not {"lagged", "asynchronous"} & set(families.values()):
+        # A frozen level still runs in its algorithm's process layout (see scenarios.collection).
+        layouts = {ALGORITHM_FAMILIES[config.name] for config in levels.values()}
+        if self.train.actors > 1 and not {"lagged", "asynchronous"} & layouts:
             raise FieldProblem(
                 ("train", "actors"),
                 "several actor processes are for impala and a3c; the other algorithms learn from data collected "

@@ -54,3 +54,13 @@ def test_manager_benchmark_windows_and_verdict() -> None:
     assert not rises(first=0.10, last=0.20, control=0.19)  # within the absolute margin of the frozen arm
     assert not rises(first=1.00, last=1.15, control=0.50)  # +0.15 is under 20 % of its own start
     assert rises(first=-0.30, last=-0.10, control=-0.40)
+
+
+def test_with_pretrained_workers_every_arm_freezes_them_and_only_the_trained_manager_learns() -> None:
+    for name in MANAGER_ALGORITHMS:
+        trained, frozen = (load("beacon", arm_overrides(name, arm, seed=0, frames=8192, workers="/runs/x/latest.pt"))
+                           for arm in ("trained", "frozen"))
+        for scenario in (trained, frozen):
+            assert scenario.algorithm.workers.frozen and scenario.algorithm.workers.checkpoint == "/runs/x/latest.pt"
+        assert not trained.algorithm.manager.frozen and frozen.algorithm.manager.frozen
+        assert trained.algorithm.manager.name == name and trained.train == frozen.train

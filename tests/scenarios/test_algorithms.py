@@ -110,3 +110,10 @@ def test_every_a3c_process_applies_updates_to_the_shared_policy(tmp_path: Path) 
 def test_impala_at_one_level_is_fine_when_the_other_is_frozen_or_untrained() -> None:
     load("beacon", ["algorithm.workers.name=impala", "algorithm.manager.frozen=true"])
     load("cartpole", ["algorithm.workers.name=impala"])  # one worker: the manager is not trained
+
+
+def test_several_actor_processes_are_fine_when_the_a3c_or_impala_level_is_frozen() -> None:
+    # A frozen a3c manager over frozen workers still runs in a3c's process layout: a control run where nothing learns.
+    load("beacon", ["algorithm.manager={name: a3c, frozen: true}", "algorithm.workers.frozen=true", "train.actors=2"])
+    with pytest.raises(ScenarioError, match="impala and a3c"):
+        load("beacon", ["algorithm.manager.frozen=true", "algorithm.workers.frozen=true", "train.actors=2"])
