@@ -72,7 +72,8 @@ the trained / frozen arm and greedy return of the trained arm. Rises: ppo 0.245 
 (0.273), trpo 0.231 / 0.177 (0.260), impala 0.176 / 0.112 (0.121). Did not, with 2048-frame batches (73 updates):
 a3c 0.071 / 0.057 (0.081), where neither arm learned. At 6ce7a9c: a3c on 256-frame batches 0.060 / 0.030 (0.081),
 its workers still not learning; sac with its default temperature 0.080 / 0.158 (0.015). At d2eabc0, sac as above:
-0.198 / 0.158 (0.254), rises.
+0.198 / 0.158 (0.254), rises. At 36af507 with ``--pretrained-workers 150000 --frames 100000``: a3c 0.265 / 0.164
+(0.239), rises; sac 0.143 / 0.167 (0.234; frozen greedy 0.013): greedy better, training return not.
 """
 
 

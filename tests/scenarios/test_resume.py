@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,14 @@ def on_call(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, number: int
 
 
 STEPS_PER_BATCH = 64  # 256 frames of 4 envs; the third batch is steps 129 to 192
+
+
+@pytest.fixture(autouse=True)
+def interruptible() -> Iterator[None]:
+    """Ctrl-C behaves as in a terminal, also where the suite runs with SIGINT ignored (e.g. as a background job)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def ctrl_c() -> None:
