@@ -148,19 +148,25 @@ class SAC:
         terms: dict[str, float] = {}
         critic_loss = torch.zeros(())
         for head, output in outputs.items():
+            critics, features, temperature = self.critics[head], output.features.detach(), temperatures[head]
             taken = self._q_of_taken(head, output, sample.get((head, "action")))
             q_loss = 0.5 * ((taken - targets[head]) ** 2).sum(0).mean()
             with torch.no_grad():
-                soft_value = self._soft_value(self.critics[head], output.features.detach(), output.policy, temperatures[head])
+                soft_value, _ = self._soft_value(critics, features, output.policy, temperature)
             value_loss = 0.5 * ((output.value - soft_value) ** 2).mean()
             critic_loss = critic_loss + q_loss + value_loss
-            head_terms = {"loss_critic": q_loss.detach(), "loss_value": value_loss.detach(), "q_value": taken.detach().mean()}
+            head_terms = {
+                "loss_critic": q_loss.detach(), "loss_value": value_loss.detach(), "q_value": taken.detach().mean()
+            }
             add_terms(terms, level, head_terms, len(outputs))
         critic_report = self.critic_optimizer.step(critic_loss, frames)
 
         actor_loss, temperature_loss = torch.zeros(()), torch.zeros(())
         for head, output in outputs.items():
-            objective, entropy = self._actor_objective(head, output, temperatures[head])
+            # The actor's loss E[alpha log pi - min_i Q_i] is the negated soft value, on detached features.
+            features = output.features.detach()
+            soft_value, entropy = self._soft_value(self.critics[head], features, output.policy, temperatures[head])
+            objective, entropy = -soft_value.mean(), entropy.mean()
             actor_loss = actor_loss + objective
             shortfall = (entropy.detach() - self.target_entropy[head])
             head_temperature_loss = self.log_temperature[head] * shortfall
@@ -190,33 +196,24 @@ class SAC:
         return self.critics[head](output.features, action)
 
     @staticmethod
-    def _soft_value(critics: TwinQ, features: torch.Tensor, policy: Any, temperature: torch.Tensor) -> torch.Tensor:
-        """``E_{a~pi}[min_i Q_i(s, a) - alpha log pi(a|s)]`` (one sample for a continuous policy)."""
+    def _soft_value(
+        critics: TwinQ, features: torch.Tensor, policy: Any, temperature: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``E_{a~pi}[min_i Q_i(s, a) - alpha log pi(a|s)]`` and the policy's entropy, per state (for a continuous
+        policy, both from one reparameterised sample)."""
         if isinstance(policy, CategoricalPolicy):
-            return policy.expectation(critics(features).min(0).values - temperature * policy.log_probs)
+            value = policy.expectation(critics(features).min(0).values - temperature * policy.log_probs)
+            return value, policy.entropy()
         action, log_prob = policy.sample()
-        return critics(features, action).min(0).values - temperature * log_prob
+        return critics(features, action).min(0).values - temperature * log_prob, -log_prob
 
     def _critic_target(
         self, head: str, transition: TensorDictBase, successor: SoftHeadOutputs, temperature: torch.Tensor
     ) -> torch.Tensor:
         """``r + discount (1 - terminated) V'(s')`` with the target Q-functions."""
-        value = self._soft_value(self.target_critics[head], successor.features, successor.policy, temperature)
+        value, _ = self._soft_value(self.target_critics[head], successor.features, successor.policy, temperature)
         continues = 1.0 - transition.get("terminated").to(value.dtype)
         return transition.get("reward") + transition.get("discount") * continues * value
-
-    def _actor_objective(
-        self, head: str, output: SoftHeadOutputs, temperature: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The actor's loss ``E[alpha log pi - min_i Q_i]`` and the policy's mean entropy (an estimate if continuous)."""
-        features = output.features.detach()
-        policy = output.policy
-        if isinstance(policy, CategoricalPolicy):
-            q = self.critics[head](features).min(0).values
-            return policy.expectation(temperature * policy.log_probs - q).mean(), policy.entropy().mean()
-        action, log_prob = policy.sample()
-        q = self.critics[head](features, action).min(0).values
-        return (temperature * log_prob - q).mean(), -log_prob.mean()
 
     def state_dict(self) -> dict[str, Any]:
         """Q-functions and their targets, temperatures, the three optimisers and the replay buffer."""
