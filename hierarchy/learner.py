@@ -110,15 +110,20 @@ class GroupLearner:
 
     def update(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         """One round of learning on both levels; returns metrics keyed by their TensorBoard tags."""
-        with torch.no_grad():
-            successor = self.policy.evaluate(batch.get(keys.NEXT).select(self.group).copy())
+        levels = [level for level in (self.workers, self.manager) if level is not None]
+        successor = None
+        if any(level.estimator != "replay" for level in levels):  # on-policy targets bootstrap from it; SAC does not
+            with torch.no_grad():
+                successor = self.policy.evaluate(batch.get(keys.NEXT).select(self.group).copy())
         if self.workers.estimator == "replay":
             metrics = self._replay_workers(batch, frames)
         else:
             metrics = self._update_workers(batch, successor, frames)
         if self.manager is not None:
-            update = self._replay_manager if self.manager.estimator == "replay" else self._update_manager
-            metrics |= update(batch, successor, frames)
+            if self.manager.estimator == "replay":
+                metrics |= self._replay_manager(batch, frames)
+            else:
+                metrics |= self._update_manager(batch, successor, frames)
         return metrics
 
     # ----------------------------------------------------------------------------- off-policy levels (SAC)
@@ -132,7 +137,7 @@ class GroupLearner:
 
         return self.workers.update(ReplayProblem("workers", rows, evaluate), frames).result(self.workers.optimizer.lr)
 
-    def _replay_manager(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
+    def _replay_manager(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         group = self.group
         rows, option_length = manager_transitions(batch, group, self.gamma)
         if rows is None:
