@@ -21,12 +21,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchmarks_common import print_child_result, run_in_child, smoothed
 
 GOAL = 475.0
 """CartPole-v1's 'solved' return (episodes are cut at 500), the goal of every entry without one of its own."""
@@ -110,13 +110,7 @@ def launch(algorithm: str, seed: int, frames: int) -> dict:
     """Run ``run_one`` in a fresh interpreter (one torch thread; IMPALA's actors are its children)."""
     spec = {"algorithm": algorithm, "seed": seed, "frames": frames,
             "overrides": scenario_overrides(algorithm, seed, frames)}
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    child = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=False, capture_output=True,
-                           text=True, env=environment)
-    lines = [line for line in child.stdout.splitlines() if line.startswith("CHILD ")]
-    if child.returncode != 0 or not lines:
-        return {**spec, "error": (child.stderr or child.stdout)[-2000:]}
-    return json.loads(lines[-1][len("CHILD "):])
+    return run_in_child(__file__, spec)
 
 
 def describe(run: dict) -> str:
@@ -157,7 +151,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        print("CHILD " + json.dumps(run_one(json.loads(arguments.child))), flush=True)
+        print_child_result(run_one(json.loads(arguments.child)))
         return
 
     jobs = [(name, seed, arguments.frames or ALGORITHMS[name]["frames"])
@@ -199,7 +193,7 @@ def save_figure(results: dict[str, list[dict]], path: Path) -> None:
     for axes, (name, runs) in zip(panels[0], results.items()):
         for run in runs:
             curve = run.get("curve") or []
-            smooth = [statistics.mean(v for _, v in curve[max(0, i - WINDOW + 1) : i + 1]) for i in range(len(curve))]
+            smooth = smoothed(curve, WINDOW)
             label = f"seed {run['seed']}: greedy {run.get('greedy_return', 0):.0f}"
             axes.plot([frames for frames, _ in curve], smooth, alpha=0.85, label=label)
         axes.axhline(goal_of(name), color="grey", linestyle="--", linewidth=0.8)

@@ -1,8 +1,12 @@
-"""What the hierarchy benchmarks share: the flat variant of a scenario."""
+"""What the benchmarks share: the flat variant of a scenario, runs in child processes, smoothed curves."""
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
+import subprocess
+import sys
 
 from scenarios.schema import Scenario
 
@@ -20,3 +24,30 @@ def flat_overrides(base: Scenario) -> str:
     shared = sorted({key for worker in base.workers.values() for key in worker.shared})
     worker = {"modalities": list(base.modalities), "shared": shared, "reward": reward}
     return f"workers={{flat: {json.dumps(worker)}}}"
+
+
+CHILD_PREFIX = "CHILD "
+"""How a benchmark's child process marks the line that carries its result (JSON) on its standard output."""
+
+
+def run_in_child(script: str, spec: dict) -> dict:
+    """Run ``script --child <spec as JSON>`` in a fresh interpreter with one torch thread; its result, or ``spec``
+    with an ``error`` (the end of its output) when it failed or printed no result line."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], check=False, capture_output=True,
+                           text=True, env=environment)
+    lines = [line for line in child.stdout.splitlines() if line.startswith(CHILD_PREFIX)]
+    if child.returncode != 0 or not lines:
+        return {**spec, "error": (child.stderr or child.stdout)[-2000:]}
+    return json.loads(lines[-1][len(CHILD_PREFIX):])
+
+
+def print_child_result(result: dict) -> None:
+    """The child side of :func:`run_in_child`: print its result line."""
+    print(CHILD_PREFIX + json.dumps(result), flush=True)
+
+
+def smoothed(curve: list[tuple[int, float]], window: int) -> list[float]:
+    """Each point's mean with up to ``window - 1`` points before it."""
+    values = [value for _, value in curve]
+    return [statistics.mean(values[max(0, index - window + 1) : index + 1]) for index in range(len(values))]

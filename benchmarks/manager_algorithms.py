@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchmarks_common import print_child_result, run_in_child, smoothed
 
 SCENARIO = "beacon"
 WINDOW = 5
@@ -134,13 +134,7 @@ def launch(algorithm: str, arm: str, seed: int, frames: int, workers: str | None
     """Run ``run_one`` in a fresh interpreter (one torch thread; actor processes are its children)."""
     spec = {"algorithm": algorithm, "arm": arm, "seed": seed, "frames": frames,
             "overrides": arm_overrides(algorithm, arm, seed, frames, workers)}
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    child = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=False, capture_output=True,
-                           text=True, env=environment)
-    lines = [line for line in child.stdout.splitlines() if line.startswith("CHILD ")]
-    if child.returncode != 0 or not lines:
-        return {**spec, "error": (child.stderr or child.stdout)[-2000:]}
-    return json.loads(lines[-1][len("CHILD "):])
+    return run_in_child(__file__, spec)
 
 
 def describe(run: dict) -> str:
@@ -190,7 +184,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        print("CHILD " + json.dumps(run_one(json.loads(arguments.child))), flush=True)
+        print_child_result(run_one(json.loads(arguments.child)))
         return
 
     pretrained = tempfile.TemporaryDirectory()
@@ -243,7 +237,7 @@ def save_figure(results: dict[str, list[dict]], path: Path, frames: int) -> None
     for axes, (name, runs) in zip(panels[0], results.items()):
         for run in runs:
             curve = run.get("curve") or []
-            smooth = [statistics.mean(v for _, v in curve[max(0, i - WINDOW + 1) : i + 1]) for i in range(len(curve))]
+            smooth = smoothed(curve, WINDOW)
             label = f"{run['arm']} (seed {run['seed']}): greedy {run.get('greedy_return', 0.0):+.2f}"
             axes.plot([point for point, _ in curve], smooth, color="C0" if run["arm"] == "trained" else "C1",
                       alpha=0.85, label=label)
