@@ -199,8 +199,8 @@ class TrainConfig(Section):
         1,
         ge=1,
         le=64,
-        description="impala: actor processes collecting asynchronously, each with env.num_envs envs of its own "
-        "(the on-policy algorithms collect in the training process).",
+        description="impala: actor processes collecting asynchronously; a3c: actor-learner processes; each with "
+        "env.num_envs envs of its own (the other algorithms collect in the training process).",
     )
 
 
