@@ -2,8 +2,9 @@
 
 The model is either built from a small ``BertConfig`` over the env's own word vocabulary, or
 loaded from a local directory (``pretrained``) with its own tokenizer: the env's ids are then
-decoded to text and re-tokenized. A frozen encoder caches one embedding per distinct token
-sequence, so repeated instructions are encoded once.
+decoded to text and re-tokenized. Every forward encodes each distinct token sequence of its batch
+once (a batch of one repeated instruction costs one sequence, with the same values and gradients);
+a frozen encoder also caches one embedding per distinct sequence across calls.
 """
 
 from __future__ import annotations
@@ -93,8 +94,15 @@ class TextEncoder(nn.Module):
         """``[..., length]`` ids and mask to ``[..., embedding_dim]``."""
         ids, leading = flatten_leading(input_ids, event_dims=1)
         mask, _ = flatten_leading(attention_mask.bool(), event_dims=1)
-        pooled = self._cached_encode(ids, mask) if self.cache else self.encode(ids, mask)
+        pooled = self._cached_encode(ids, mask) if self.cache else self._distinct_encode(ids, mask)
         return unflatten_leading(self.head(pooled), leading)
+
+    def _distinct_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # Masked positions do not change a row's pooled output, so rows equal on their tokens share one encoding.
+        if input_ids.shape[0] <= 1:
+            return self.encode(input_ids, attention_mask)
+        sequences, inverse = torch.unique(input_ids.masked_fill(~attention_mask, -1), dim=0, return_inverse=True)
+        return self.encode(sequences.clamp_min(0), sequences >= 0)[inverse]
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled model output ``[n, width]`` for env ids ``[n, length]`` (no cache, no head)."""

@@ -133,3 +133,31 @@ def test_cache_keeps_at_most_cache_size_sequences(make_context, tokenizer):
     embedding = encode(module, context, text_batch(tokenizer, MISSIONS))
     assert embedding.shape == (3, 8) and module.module.cache_info().size == 2
     torch.testing.assert_close(encode(module, context, text_batch(tokenizer, MISSIONS)), embedding)
+
+
+def test_trained_encoder_encodes_each_distinct_sequence_once_with_the_same_values_and_gradients(
+    make_context, tokenizer, monkeypatch
+):
+    context = make_context("text")
+    module = TransformerEncoderConfig(key="obs", hidden=16, layers=1, heads=2, embedding_dim=8).build(context)
+    encoder = module.module
+    texts = [MISSIONS[0], MISSIONS[1], MISSIONS[0], MISSIONS[2], MISSIONS[0], MISSIONS[1]]
+    observation = text_batch(tokenizer, texts)
+    observation[keys.INPUT_IDS][2, -1] = 5  # a different id under the mask: still the same sequence
+
+    encoder.zero_grad()
+    per_row = encoder.head(encoder.encode(observation[keys.INPUT_IDS], observation[keys.ATTENTION_MASK]))
+    weights = torch.linspace(0.5, 2.0, len(texts)).unsqueeze(-1)
+    (per_row * weights).sum().backward()
+    expected = {name: parameter.grad.clone() for name, parameter in encoder.named_parameters()}
+
+    rows_encoded = []
+    original = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda ids, mask: rows_encoded.append(len(ids)) or original(ids, mask))
+    encoder.zero_grad()
+    shared = encode(module, context, observation)
+    (shared * weights).sum().backward()
+    assert rows_encoded == [3]
+    torch.testing.assert_close(shared, per_row.detach(), rtol=1e-5, atol=1e-6)
+    for name, parameter in encoder.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
