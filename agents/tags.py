@@ -9,6 +9,8 @@ from __future__ import annotations
 REWARD_ENV = "reward/env"
 EPISODE_RETURN = "episode/return"
 EPISODE_LENGTH = "episode/length"
+EPISODE_COUNT = "episode/count"
+EPISODE_SUCCESS_RATE = "episode/success_rate"
 OPTION_LENGTH = "manager/option_length"
 TERMINATION_PROBABILITY = "manager/termination_probability"
 """Learned termination: mean ``beta_o(s_t)`` over the steps that feed the termination gradient."""

@@ -4,22 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from tensordict import TensorDictBase
 
 from envs import keys
 from agents import tags
 
 
-def batch_metrics(batch: TensorDictBase, groups: Sequence[str], workers: Sequence[str]) -> dict[str, float]:
+def team_returns(batch: TensorDictBase, groups: Sequence[str]) -> torch.Tensor:
+    """Env return of each episode that ended in ``batch``: the mean over every group's agents, ``[episodes]``."""
+    ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
+    per_group = [batch.get((keys.NEXT, group, keys.EPISODE_REWARD))[ended].flatten(1).float().mean(1) for group in groups]
+    return torch.stack(per_group).mean(0)
+
+
+def batch_metrics(
+    batch: TensorDictBase, groups: Sequence[str], workers: Sequence[str], success_above: float | None = None
+) -> dict[str, float]:
     """Rewards per step, returns and lengths of the episodes that ended, and the manager's choices.
 
     A worker's option frequency is its mean weight at the manager's decisions: the share of the
-    decisions that chose it in select mode, its mean mixture weight in weighted mode.
+    decisions that chose it in select mode, its mean mixture weight in weighted mode. With
+    ``success_above``, the share of the ended episodes whose team return is above it.
     """
     metrics: dict[str, float] = {}
     ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
+    metrics[tags.EPISODE_COUNT] = float(ended.sum().item())
     if ended.any():
         metrics[tags.EPISODE_LENGTH] = batch.get((keys.NEXT, keys.STEP_COUNT))[ended].float().mean().item()
+        if success_above is not None:
+            success = team_returns(batch, groups) > success_above
+            metrics[tags.EPISODE_SUCCESS_RATE] = success.float().mean().item()
     for group in groups:
         after = batch.get((keys.NEXT, group))
 

@@ -48,6 +48,9 @@ class TrainResult:
     frames: int
     returns: list[tuple[int, float]] = field(default_factory=list)
     """(frames, mean return of the episodes that ended in that batch), per batch that ended any."""
+    episodes: list[tuple[int, int, int | None]] = field(default_factory=list)
+    """(frames, episodes that ended in that batch, how many of them succeeded), per batch that ended any;
+    successes are counted with ``env.success_above`` (else None)."""
     fps: float = 0.0
     """Env frames per second of this process's part of the run (collection and learning)."""
 
@@ -110,6 +113,7 @@ class Trainer:
         # checkpoint's own batch was logged before it was saved, so it stays (purge_step = frames would drop it).
         self.writer = SummaryWriter(str(folder), purge_step=self.frames + 1 if checkpoint else None)
         self.returns: list[tuple[int, float]] = []
+        self.episodes: list[tuple[int, int, int | None]] = []
 
     def _mismatch(self, error: Exception) -> RunError:
         return RunError(
@@ -145,7 +149,7 @@ class Trainer:
         scenario = self.scenario
         remaining = scenario.train.frames - self.frames
         if remaining <= 0:
-            return TrainResult(self.folder, self.frames, self.returns)
+            return TrainResult(self.folder, self.frames, self.returns, self.episodes)
         batch_frames = scenario.train.frames_per_batch
         target = self.frames + -(-remaining // batch_frames) * batch_frames  # whole batches, so the last one is full
         if uses_actor_learners(scenario):
@@ -186,7 +190,7 @@ class Trainer:
             collector.shutdown()
             self.writer.close()
         seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
-        return TrainResult(self.folder, self.frames, self.returns, (self.frames - self._clock[1]) / seconds)
+        return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds)
 
     def _run_actor_learners(self, target: int, progress: bool) -> TrainResult:
         """A3C: actor-learner processes update the shared policy (``scenarios.asynchronous``); this process logs,
@@ -223,7 +227,7 @@ class Trainer:
             self.writer.close()
         self.save()
         seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
-        return TrainResult(self.folder, self.frames, self.returns, (self.frames - self._clock[1]) / seconds)
+        return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds)
 
     def _local(self, collector: Collector | MultiAsyncCollector | None) -> Collector | None:
         """The collector whose envs run in this process (whose state a checkpoint holds), if any."""
@@ -259,7 +263,7 @@ class Trainer:
         scenario = self.scenario
         groups, workers = list(self.policy.groups), list(scenario.workers)
         self.frames += batch.numel()
-        metrics = batch_metrics(batch, groups, workers)
+        metrics = batch_metrics(batch, groups, workers, scenario.env.success_above)
         for group, learner in self.learners.items():
             learned = learner.update(batch, self.frames)
             metrics |= {tags.in_group(group, name, len(groups)): value for name, value in learned.items()}
@@ -295,6 +299,10 @@ class Trainer:
         team = [metrics.get(tags.in_group(group, tags.EPISODE_RETURN, len(groups))) for group in groups]
         if all(value is not None for value in team):
             self.returns.append((self.frames, sum(team) / len(team)))
+        ended = int(metrics[tags.EPISODE_COUNT])
+        if ended:
+            rate = metrics.get(tags.EPISODE_SUCCESS_RATE)
+            self.episodes.append((self.frames, ended, None if rate is None else round(rate * ended)))
 
 
 def train(scenario: Scenario, folder: Path | None = None, progress: bool = True) -> TrainResult:

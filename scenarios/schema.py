@@ -44,6 +44,11 @@ class EnvConfig(Section):
     id: str = Field(description="Environment as family/name: himo/<name>, gymnasium/<id> or pettingzoo/<module.env>.")
     kwargs: FrozenMapping(Any) = Field(default_factory=dict, description="Keyword arguments passed to the environment.")
     num_envs: int = Field(8, ge=1, le=4096, description="Environments advanced together in one batched step.")
+    success_above: float | None = Field(
+        None,
+        description="An episode succeeds when its team return (env reward) is above this (MiniGrid and BabyAI: 0); "
+        "logs episode/success_rate. null: no success measure.",
+    )
 
     @field_validator("id")
     @classmethod

@@ -16,6 +16,7 @@ from scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
 from scenarios.errors import ScenarioError
 from scenarios.loader import load
 from scenarios.rollout import random_rollout
+from scenarios.run import train
 
 HIMO = str(Path(sys.executable).parent / "himo")
 
@@ -31,6 +32,14 @@ def test_every_builtin_scenario_builds_and_rolls_out(name: str) -> None:
         assert set(summary.groups[group].channels) == set(scenario.workers)
         assert all(torch.isfinite(torch.tensor(value)) for value in summary.groups[group].channels.values())
     env.close()
+
+
+@pytest.mark.parametrize("name", list(builtin_scenarios()))
+def test_every_builtin_scenario_trains_two_small_batches(name: str, tmp_path: Path) -> None:
+    small = ["env.num_envs=2", "train.frames=128", "train.frames_per_batch=64", f"log.dir={tmp_path}"]
+    result = train(load(name, small), progress=False)
+    assert result.frames == 128
+    assert (result.folder / "checkpoints").is_dir()
 
 
 def test_reward_function_declared_in_scenario_feeds_a_channel(tmp_path: Path) -> None:

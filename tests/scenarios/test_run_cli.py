@@ -68,6 +68,7 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         tags.REWARD_ENV,
         tags.EPISODE_RETURN,
         tags.EPISODE_LENGTH,
+        tags.EPISODE_COUNT,
         tags.OPTION_LENGTH,
         tags.entropy("manager"),
         tags.FPS,

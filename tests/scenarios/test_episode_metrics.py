@@ -1,0 +1,49 @@
+"""Episode counts and success rates: the team return of each ended episode, counted per batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from envs import keys
+from scenarios.loader import load
+from scenarios.metrics import team_returns
+from scenarios.run import train
+from short_runs import SMALL_BEACON
+
+
+def test_team_return_is_the_mean_over_every_group_agent_of_the_episodes_that_ended() -> None:
+    done = torch.tensor([[False, True, False], [True, False, True]]).unsqueeze(-1)  # 2 envs x 3 steps
+    speaker = torch.arange(6.0).reshape(2, 3, 1, 1)  # one agent
+    listener = torch.arange(12.0).reshape(2, 3, 2, 1) * 10  # two agents
+    batch = TensorDict(
+        {
+            keys.NEXT: {
+                keys.DONE: done,
+                "speaker": {keys.EPISODE_REWARD: speaker},
+                "listener": {keys.EPISODE_REWARD: listener},
+            }
+        },
+        batch_size=(2, 3),
+    )
+    # Ended at (0, 1), (1, 0), (1, 2): speaker 1, 3, 5; listener means (20+30)/2, (60+70)/2, (100+110)/2.
+    expected = torch.tensor([(1 + 25) / 2, (3 + 65) / 2, (5 + 105) / 2])
+    torch.testing.assert_close(team_returns(batch, ["speaker", "listener"]), expected)
+
+
+@pytest.mark.parametrize(("threshold", "all_succeed"), [(-1.0e9, True), (1.0e9, False)])
+def test_a_run_counts_its_episodes_and_those_above_the_success_threshold(tmp_path, threshold, all_succeed) -> None:
+    scenario = load("beacon", [*SMALL_BEACON, f"env.success_above={threshold}", f"log.dir={tmp_path}"])
+    run = train(scenario, progress=False)
+    assert run.episodes, "an 8-step beacon episode ends within every 256-frame batch"
+    # 512 frames of episodes cut at 8 steps (some reach the beacon sooner).
+    assert 512 // 8 <= sum(ended for _, ended, _ in run.episodes) <= 512
+    assert [frames for frames, _, _ in run.episodes] == [frames for frames, _ in run.returns]
+    for _, ended, succeeded in run.episodes:
+        assert succeeded == (ended if all_succeed else 0)
+
+
+def test_without_a_success_threshold_successes_are_not_counted(tmp_path) -> None:
+    run = train(load("beacon", [*SMALL_BEACON, f"log.dir={tmp_path}"]), progress=False)
+    assert run.episodes and all(succeeded is None for _, _, succeeded in run.episodes)
