@@ -9,6 +9,7 @@ from __future__ import annotations
 from modalities.audio import AstEncoderConfig, SpectrogramEncoderConfig
 from modalities.base import EncoderConfig
 from modalities.fusion import FUSIONS, FusionConfig, build_fusion
+from modalities.grid import GridEncoderConfig
 from modalities.image import CnnEncoderConfig, VitEncoderConfig
 from modalities.text import TransformerEncoderConfig
 from modalities.vector import MlpEncoderConfig
@@ -16,6 +17,7 @@ from modalities.vector import MlpEncoderConfig
 ENCODERS: dict[str, type[EncoderConfig]] = {
     "mlp": MlpEncoderConfig,
     "cnn": CnnEncoderConfig,
+    "grid": GridEncoderConfig,
     "vit": VitEncoderConfig,
     "transformer": TransformerEncoderConfig,
     "spectrogram": SpectrogramEncoderConfig,

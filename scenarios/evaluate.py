@@ -13,6 +13,7 @@ from envs import keys
 from scenarios.build import build_env, build_policy
 from scenarios.checkpoint import LATEST, load_checkpoint, seed_everything
 from scenarios.loader import load
+from scenarios.metrics import team_returns
 from scenarios.run import CHECKPOINT_FOLDER, SCENARIO_FILE
 
 EVALUATION_SEED_OFFSET = 1_000_003
@@ -36,10 +37,14 @@ class Evaluation:
     episodes: int
     episode_length: float
     groups: dict[str, GroupEvaluation]
+    success_rate: float | None = None
+    """Share of the episodes whose team return is above ``env.success_above`` (None without it)."""
 
     def summary(self) -> str:
         """A human-readable report."""
         lines = [f"{self.episodes} episodes with the greedy policy, mean length {self.episode_length:.1f}"]
+        if self.success_rate is not None:
+            lines.append(f"  success rate {self.success_rate:.1%} (team return above env.success_above)")
         for group, result in self.groups.items():
             lines.append(f"  {group}: team return {result.team_return:+.3f}")
             for worker, value in result.channel_returns.items():
@@ -97,4 +102,6 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
             },
             option_frequency={worker: chosen[:, index].mean().item() for index, worker in enumerate(scenario.workers)},
         )
-    return Evaluation(results.shape[0], results.get(keys.STEP_COUNT).float().mean().item(), groups_evaluation)
+    threshold = scenario.env.success_above
+    success = None if threshold is None else (team_returns(results, groups) > threshold).float().mean().item()
+    return Evaluation(results.shape[0], results.get(keys.STEP_COUNT).float().mean().item(), groups_evaluation, success)

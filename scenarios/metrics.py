@@ -11,10 +11,10 @@ from envs import keys
 from agents import tags
 
 
-def team_returns(batch: TensorDictBase, groups: Sequence[str]) -> torch.Tensor:
-    """Env return of each episode that ended in ``batch``: the mean over every group's agents, ``[episodes]``."""
-    ended = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
-    per_group = [batch.get((keys.NEXT, group, keys.EPISODE_REWARD))[ended].flatten(1).float().mean(1) for group in groups]
+def team_returns(ends: TensorDictBase, groups: Sequence[str]) -> torch.Tensor:
+    """Env return of each episode in ``ends`` (the ``next`` rows of its last steps, ``[episodes]``): the mean over
+    every group's agents."""
+    per_group = [ends.get((group, keys.EPISODE_REWARD)).flatten(1).float().mean(1) for group in groups]
     return torch.stack(per_group).mean(0)
 
 
@@ -33,7 +33,7 @@ def batch_metrics(
     if ended.any():
         metrics[tags.EPISODE_LENGTH] = batch.get((keys.NEXT, keys.STEP_COUNT))[ended].float().mean().item()
         if success_above is not None:
-            success = team_returns(batch, groups) > success_above
+            success = team_returns(batch.get(keys.NEXT)[ended], groups) > success_above
             metrics[tags.EPISODE_SUCCESS_RATE] = success.float().mean().item()
     for group in groups:
         after = batch.get((keys.NEXT, group))

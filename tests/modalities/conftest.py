@@ -69,8 +69,8 @@ def random_observation(tokenizer: PreTrainedTokenizerFast) -> Callable[[str, tup
             mask = torch.arange(event[0]) < lengths.unsqueeze(-1)
             ids = torch.randint(2, len(tokenizer), (*batch, *event)).masked_fill(~mask, 0)
             return {keys.INPUT_IDS: ids, keys.ATTENTION_MASK: mask}
-        if modality == "image":
-            return torch.randint(0, 256, (*batch, *event), dtype=torch.uint8)
+        if modality == "image":  # values valid for every image encoder: pixels and the grid's cell codes (< 16)
+            return torch.randint(0, 16, (*batch, *event), dtype=torch.uint8)
         return torch.randn(*batch, *event)
 
     return make

@@ -7,6 +7,7 @@ import torch
 from tensordict import TensorDict
 
 from envs import keys
+from scenarios.evaluate import evaluate
 from scenarios.loader import load
 from scenarios.metrics import team_returns
 from scenarios.run import train
@@ -29,7 +30,8 @@ def test_team_return_is_the_mean_over_every_group_agent_of_the_episodes_that_end
     )
     # Ended at (0, 1), (1, 0), (1, 2): speaker 1, 3, 5; listener means (20+30)/2, (60+70)/2, (100+110)/2.
     expected = torch.tensor([(1 + 25) / 2, (3 + 65) / 2, (5 + 105) / 2])
-    torch.testing.assert_close(team_returns(batch, ["speaker", "listener"]), expected)
+    ends = batch.get(keys.NEXT)[done.squeeze(-1)]
+    torch.testing.assert_close(team_returns(ends, ["speaker", "listener"]), expected)
 
 
 @pytest.mark.parametrize(("threshold", "all_succeed"), [(-1.0e9, True), (1.0e9, False)])
@@ -42,8 +44,10 @@ def test_a_run_counts_its_episodes_and_those_above_the_success_threshold(tmp_pat
     assert [frames for frames, _, _ in run.episodes] == [frames for frames, _ in run.returns]
     for _, ended, succeeded in run.episodes:
         assert succeeded == (ended if all_succeed else 0)
+    assert evaluate(run.folder, episodes=4).success_rate == (1.0 if all_succeed else 0.0)
 
 
 def test_without_a_success_threshold_successes_are_not_counted(tmp_path) -> None:
     run = train(load("beacon", [*SMALL_BEACON, f"log.dir={tmp_path}"]), progress=False)
     assert run.episodes and all(succeeded is None for _, _, succeeded in run.episodes)
+    assert evaluate(run.folder, episodes=4).success_rate is None
