@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
 
 from agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameters_of
@@ -25,6 +25,7 @@ from agents.heads import ActorCriticHeads, OptionCriticHeads
 from envs import keys
 from hierarchy.actions import ActionSpace
 from hierarchy.selectors import OptionRules, OptionSelector
+from modalities.keyed import KeyedModule
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class GroupPolicy(TensorDictModuleBase):
         self.shared_encoders = nn.ModuleDict({name.replace(".", "_"): module for name, module in shared_encoders.items()})
         self.workers = nn.ModuleDict(
             {
-                worker.name: TensorDictModule(
+                worker.name: KeyedModule(
                     actions.worker_heads(
                         worker.input_size, worker.hidden_sizes, worker.allowed_actions, worker.centralised_agents
                     ),
@@ -151,7 +152,7 @@ class GroupPolicy(TensorDictModuleBase):
         self.agent_identity = agent_identity
         manager_inputs = [keys.embedding(group, modality) for modality in encoders]
         manager_inputs += [keys.agent_id(group)] if agent_identity is not None else []
-        self.manager = TensorDictModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
+        self.manager = KeyedModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
         self.actions = actions
         control = torch.stack([actions.control_mask(worker.controlled_parts) for worker in workers])
         self.selector = OptionSelector(group, self.worker_names, rules, actions, control)

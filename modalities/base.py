@@ -17,6 +17,7 @@ from torch import nn
 from torchrl.data import TensorSpec
 from transformers import PreTrainedTokenizerBase
 
+from modalities.keyed import KeyedModule
 from modalities.layers import freeze
 
 
@@ -55,4 +56,4 @@ class EncoderConfig(BaseModel):
         """``network`` as a module from the context's input key to its output key, frozen if asked."""
         if self.frozen:
             freeze(network)
-        return TensorDictModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        return KeyedModule(network, in_keys=[context.in_key], out_keys=[context.out_key])

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tensordict.nn import TensorDictModule
 from torch import nn
 
+from modalities.keyed import KeyedModule
 from modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 Key = str | tuple[str, ...]
@@ -82,7 +83,7 @@ class FusionConfig(BaseModel):
         sizes = list(input_dims) if input_dims is not None else [embedding_dim] * len(in_keys)
         if len(sizes) != len(in_keys):
             raise ValueError(f"{len(in_keys)} embedding keys but {len(sizes)} input_dims")
-        return TensorDictModule(self.make(sizes, embedding_dim), in_keys=list(in_keys), out_keys=[out_key])
+        return KeyedModule(self.make(sizes, embedding_dim), in_keys=list(in_keys), out_keys=[out_key])
 
 
 class ConcatFusionConfig(FusionConfig):

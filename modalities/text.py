@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertM
 from envs import keys
 from envs.text import decode_ids
 from modalities.base import EncoderConfig, EncoderContext
+from modalities.keyed import KeyedModule
 from modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 PACKAGE_PREFIX = "package:"
@@ -276,7 +277,7 @@ class TransformerEncoderConfig(EncoderConfig):
             model_tokenizer=model_tokenizer,
             max_length=min(self.max_length, getattr(model.config, "max_position_embeddings", self.max_length)),
         )
-        return TensorDictModule(
+        return KeyedModule(
             network,
             in_keys=[(*context.in_key, keys.INPUT_IDS), (*context.in_key, keys.ATTENTION_MASK)],
             out_keys=[context.out_key],
