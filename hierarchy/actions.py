@@ -30,6 +30,15 @@ from agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
 from envs import keys
 
 
+def categorical(logits: torch.Tensor) -> Categorical:
+    """A categorical over ``logits`` without argument validation.
+
+    The logits come from the policy's own heads; validating them costs about 0.1 ms per
+    distribution, several times per step. Sampling from NaN logits still raises.
+    """
+    return Categorical(logits=logits, validate_args=False)
+
+
 class ActingPolicy(Protocol):
     """The policy that acts at a step, composed from the workers' (see the module docstring)."""
 
@@ -251,13 +260,13 @@ class DiscreteActions:
         if mode == "select":
             index = option[..., None, None].expand(*option.shape, 1, logits.shape[-1])
             part_logits = self.split(logits.gather(-2, index).squeeze(-2))
-            return DiscreteActing([Categorical(logits=part) for part in part_logits], control[option])
+            return DiscreteActing([categorical(part) for part in part_logits], control[option])
         distributions = []
         for part, workers_logits in enumerate(self.split(logits)):
             # Workers that do not control this part get weight 0 (log-weight -inf) in its mixture.
             part_weights = weights * control[:, part].to(weights.dtype)
             part_weights = part_weights / part_weights.sum(-1, keepdim=True)
-            distributions.append(Categorical(logits=mixture_log_probs(part_weights, workers_logits)))
+            distributions.append(categorical(mixture_log_probs(part_weights, workers_logits)))
         return DiscreteActing(distributions, torch.ones(*option.shape, self.count, dtype=torch.bool, device=option.device))
 
     def worker_policies(
@@ -269,7 +278,7 @@ class DiscreteActions:
             on = control[index].tolist()
             parts = [part for part, controlled in zip(self.split(tensordict.get(self.worker_keys(name)[0])), on) if controlled]
             indices = [part for part, controlled in enumerate(on) if controlled]
-            distributions = tuple(Categorical(logits=part) for part in parts)
+            distributions = tuple(categorical(part) for part in parts)
             policies[name] = WorkerPolicy(distributions, _PartsScorer(distributions, indices))
         return policies
 

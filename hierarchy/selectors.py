@@ -36,7 +36,7 @@ from torch.nn import functional
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from envs import keys
-from hierarchy.actions import ActionSpace
+from hierarchy.actions import ActionSpace, categorical
 from hierarchy.state import IS_INIT
 
 MODES = ("select", "weighted")
@@ -91,7 +91,7 @@ def manager_distribution(mode: str, scores: torch.Tensor) -> Categorical | Diric
     the workers' weights, concentration ``softplus(scores) + CONCENTRATION_FLOOR``.
     """
     if mode == "select":
-        return Categorical(logits=scores)
+        return categorical(scores)
     return Dirichlet(functional.softplus(scores) + CONCENTRATION_FLOOR)
 
 

@@ -64,3 +64,65 @@ def test_with_pretrained_workers_every_arm_freezes_them_and_only_the_trained_man
             assert scenario.algorithm.workers.frozen and scenario.algorithm.workers.checkpoint == "/runs/x/latest.pt"
         assert not trained.algorithm.manager.frozen and frozen.algorithm.manager.frozen
         assert trained.algorithm.manager.name == name and trained.train == frozen.train
+
+
+def test_gridworld_windows_count_whole_batches_until_enough_episodes() -> None:
+    from gridworlds import WINDOW_EPISODES, first, windows
+
+    half = WINDOW_EPISODES // 2
+    episodes = [(1000, half, 0), (2000, half, half), (3000, half, half), (4000, WINDOW_EPISODES, WINDOW_EPISODES)]
+    returns = [(1000, 0.0), (2000, 0.5), (3000, 0.7), (4000, 0.9)]
+    points = windows(episodes, returns)
+    assert [point["episodes"] for point in points] == [half, 2 * half, 3 * half, 3 * half + WINDOW_EPISODES]
+    assert [point["full"] for point in points] == [False, True, True, True]
+    assert points[1]["success"] == 0.5 and points[2]["success"] == 1.0 and points[3]["success"] == 1.0
+    assert points[1]["return"] == 0.25 and points[2]["return"] == 0.6 and points[3]["return"] == 0.9
+    assert first(points, "success", 0.99)["frames"] == 3000
+    assert first(points, "return", 0.95) is None
+
+
+def test_every_gridworld_task_loads_with_a_success_threshold() -> None:
+    from gridworlds import TASKS
+
+    for task in TASKS.values():
+        scenario = load(task["scenario"])
+        assert scenario.env.success_above == 0.0
+        assert task["frames"] % scenario.train.frames_per_batch == 0
+
+
+def test_speed_contenders_share_the_settings_and_differ_in_workers() -> None:
+    from peers.settings import PPOSettings
+    from ppo_speed import himo_overrides
+
+    settings = PPOSettings(frames=4096, lr=1.0e-3)
+    flat, hierarchical = (load("cartpole", himo_overrides(settings, hierarchical)) for hierarchical in (False, True))
+    assert list(flat.workers) == ["vector"] and list(hierarchical.workers) == ["a", "b", "c"]
+    for scenario in (flat, hierarchical):
+        for section in (scenario.algorithm.workers, scenario.algorithm.manager):
+            assert section.name == "ppo" and section.lr == 1.0e-3 and section.epochs == settings.epochs
+            assert section.minibatch_size == settings.minibatch_size and section.max_grad_norm == settings.max_grad_norm
+        assert scenario.env.num_envs == settings.num_envs and scenario.train.frames == 4096
+        assert scenario.modalities["vector"].hidden_sizes == (64, 64) and scenario.modalities["vector"].embedding_dim == 64
+    assert hierarchical.manager.termination.every == 4
+
+
+def test_plain_torchrl_contender_trains_and_reports(tmp_path) -> None:
+    from peers.settings import PPOSettings
+    from peers.torchrl_ppo import train
+
+    result = train(PPOSettings(frames=2048, frames_per_batch=512, num_envs=4))
+    assert result["frames"] == 2048 and result["fps"] > 0 and result["final_return"] > 0
+    assert result["parameters"] == 25_475  # encoder 8,640 + actor head 8,450 + value head 8,385: one shared encoder
+
+
+def test_every_scaling_configuration_loads() -> None:
+    from scaling import configurations
+
+    runs = configurations("/models/minilm")
+    assert {run["axis"] for run in runs} == {"envs", "agents", "modalities", "text-cache"}
+    for run in runs:
+        scenario = load(run["scenario"], run["overrides"])
+        if run["axis"] == "modalities":
+            assert len(scenario.modalities) == len(scenario.workers) == run["value"]
+        if run["axis"] == "text-cache":
+            assert scenario.modalities["text"].frozen and scenario.modalities["text"].cache == (run["value"] == "on")

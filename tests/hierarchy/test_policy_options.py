@@ -149,3 +149,16 @@ def test_with_long_options_the_manager_decides_only_at_episode_starts() -> None:
     assert same[~is_init[:, 1:]].all()
     age = data.get((keys.NEXT, group, keys.MANAGER, keys.AGE))
     assert age.max() <= MAX_STEPS
+
+
+def test_unvalidated_categorical_matches_torch_and_still_refuses_nan_logits() -> None:
+    from torch.distributions import Categorical
+
+    from hierarchy.actions import categorical
+
+    logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]])
+    actions = torch.tensor([2, 1])
+    torch.testing.assert_close(categorical(logits).log_prob(actions), Categorical(logits=logits).log_prob(actions))
+    torch.testing.assert_close(categorical(logits).entropy(), Categorical(logits=logits).entropy())
+    with pytest.raises(RuntimeError):
+        categorical(torch.full((2, 3), float("nan"))).sample()
