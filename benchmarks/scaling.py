@@ -8,7 +8,8 @@ per second and the process's peak resident memory (RSS). Prints a table and ends
     python benchmarks/scaling.py --frames 8192
 
 Axes (each from a built-in scenario, everything else as it is):
-- ``envs``: ``beacon`` (its own batched world) with 1, 4, 16 and 64 environments;
+- ``envs``: ``beacon`` (its own world, batched in torch) and ``cartpole`` (Gymnasium's vector env)
+  with 1, 4, 16 and 64 environments;
 - ``agents``: ``beacon`` with 1, 2, 4 and 8 agents per environment;
 - ``modalities``: ``beacon`` with its first one (image), two (image, text) and three modalities and their workers;
 - ``text-cache``: ``babyai-gotolocal`` whose text worker reads a frozen MiniLM-L6-sized BERT
@@ -45,8 +46,8 @@ def first_modalities(count: int) -> list[str]:
 
 def configurations(text_model: str) -> list[dict]:
     """Every (axis, value, scenario, overrides) measured."""
-    runs = [{"axis": "envs", "value": envs, "scenario": "beacon", "overrides": [f"env.num_envs={envs}"]}
-            for envs in (1, 4, 16, 64)]
+    runs = [{"axis": "envs", "value": envs, "scenario": scenario, "overrides": [f"env.num_envs={envs}"]}
+            for scenario in ("beacon", "cartpole") for envs in (1, 4, 16, 64)]
     runs += [{"axis": "agents", "value": agents, "scenario": "beacon", "overrides": [f"env.kwargs.agents={agents}"]}
              for agents in (1, 2, 4, 8)]
     runs += [{"axis": "modalities", "value": count, "scenario": "beacon", "overrides": first_modalities(count)}
@@ -111,7 +112,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         text_model = arguments.text_model or str(save_minilm_sized_model(Path(folder)))
-        print(f"{'axis':11s} {'value':>5s} {'fps':>8s} {'agent steps/s':>14s} {'peak RSS MiB':>13s}", flush=True)
+        print(f"{'scenario':17s} {'axis':11s} {'value':>5s} {'fps':>8s} {'agent steps/s':>14s} {'peak RSS MiB':>13s}",
+              flush=True)
         results = []
         for spec in configurations(text_model):
             if spec["axis"] not in arguments.axes:
@@ -119,11 +121,14 @@ def main() -> None:
             run = run_in_child(__file__, {**spec, "frames": arguments.frames})
             results.append(run)
             if "error" in run:
-                print(f"{spec['axis']:11s} {spec['value']!s:>5s} FAILED: {run['error'].strip().splitlines()[-1]}")
+                print(f"{spec['scenario']:17s} {spec['axis']:11s} {spec['value']!s:>5s} FAILED: "
+                      f"{run['error'].strip().splitlines()[-1]}")
                 continue
-            print(f"{run['axis']:11s} {run['value']!s:>5s} {run['fps']:>8.0f} {run['agent_steps_per_s']:>14.0f}"
+            print(f"{run['scenario']:17s} {run['axis']:11s} {run['value']!s:>5s} {run['fps']:>8.0f}"
+                  f" {run['agent_steps_per_s']:>14.0f}"
                   f" {run['peak_rss_mib']:>13.0f}", flush=True)
-    summary = [{key: run.get(key) for key in ("axis", "value", "fps", "agent_steps_per_s", "peak_rss_mib", "error")}
+    summary = [{key: run.get(key) for key in ("scenario", "axis", "value", "fps", "agent_steps_per_s", "peak_rss_mib",
+                                              "error")}
                for run in results]
     print("RESULT " + json.dumps({"benchmark": "scaling", "frames": arguments.frames, "runs": summary}))
 
