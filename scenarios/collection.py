@@ -42,11 +42,14 @@ def make_collector(
     """
     batch_frames = scenario.train.frames_per_batch
     if not is_asynchronous(scenario):
+        # One device for env, policy and storage: otherwise the collector strips the device from the
+        # TensorDict it carries and casts it back to the env's device at every step.
         return Collector(
             env,
             policy,
             frames_per_batch=batch_frames,
             total_frames=-1,
+            device=env.device,
             auto_register_policy_transforms=False,
             track_traj_ids=False,
         )

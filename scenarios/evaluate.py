@@ -71,6 +71,7 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
         policy,
         frames_per_batch=episodes * 64,
         total_frames=-1,
+        device=env.device,
         exploration_type=ExplorationType.DETERMINISTIC,
         auto_register_policy_transforms=False,
     )
