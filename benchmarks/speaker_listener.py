@@ -26,8 +26,9 @@ from benchmarks_common import print_child_result, run_in_child, smoothed
 REFERENCES = {"random": -42.0, "listener ignoring the speaker (landmarks' centroid)": -17.5,
               "scripted speaker and listener": -9.0}
 """Team returns on mpe2's simple_speaker_listener_v4 (25 steps), measured on this package version."""
-GOAL = -17.5
-"""Clearly better than a listener that ignores the speaker: communication was learned."""
+GOAL = -13.25
+"""Clearly better than a listener that ignores the speaker (-17.5), i.e. communication learned: at least halfway
+from it to the scripted pair (-9.0)."""
 
 
 def run_one(spec: dict) -> dict:
