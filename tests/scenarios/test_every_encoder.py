@@ -13,13 +13,16 @@ from scenarios.loader import load
 
 # The built-in world's observation that each kind of encoder reads.
 KEY_OF_MODALITY = {"vector": "direction", "image": "view", "text": "mission", "audio": "sound"}
+# Encoders of observations the built-in world does not have: (scenario, key, group, agents).
+ELSEWHERE = {"grid": ("minigrid-doorkey", "image", "agent", 1)}
 
 
 @pytest.mark.parametrize("encoder", list(ENCODERS))
 def test_encoder_named_in_a_scenario_runs_in_a_collector(encoder: str) -> None:
-    key = KEY_OF_MODALITY[ENCODERS[encoder].modality]
+    default = ("beacon", KEY_OF_MODALITY[ENCODERS[encoder].modality], "agents", 2)
+    name, key, group, agents = ELSEWHERE.get(encoder, default)
     scenario = load(
-        "beacon",
+        name,
         [
             "env.num_envs=2",
             f"modalities={{probe: {{key: {key}, encoder: {encoder}, embedding_dim: 8}}}}",
@@ -31,6 +34,6 @@ def test_encoder_named_in_a_scenario_runs_in_a_collector(encoder: str) -> None:
     collector = Collector(env, policy, frames_per_batch=8, total_frames=8, auto_register_policy_transforms=False)
     batch = next(iter(collector))
     collector.shutdown()
-    embedding = batch.get(keys.embedding("agents", "probe"))
-    assert embedding.shape == (2, 4, 2, 8)
+    embedding = batch.get(keys.embedding(group, "probe"))
+    assert embedding.shape == (2, 4, agents, 8)
     assert torch.isfinite(embedding).all()
