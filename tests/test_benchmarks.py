@@ -126,3 +126,19 @@ def test_every_scaling_configuration_loads() -> None:
             assert len(scenario.modalities) == len(scenario.workers) == run["value"]
         if run["axis"] == "text-cache":
             assert scenario.modalities["text"].frozen and scenario.modalities["text"].cache == (run["value"] == "on")
+
+
+def test_gridworld_verdicts_use_the_median_over_seeds_and_count_misses_as_beyond_the_budget() -> None:
+    from gridworlds import summarise
+
+    def run(seed: int, episodes: int | None, greedy_return: float) -> dict:
+        return {"task": "gotoredball", "seed": seed, "frames": 1000, "episodes_to_success": episodes,
+                "frames_to_return": None, "final_success": 0.99, "final_return": 0.9, "greedy_success": 1.0,
+                "greedy_return": greedy_return}
+
+    fast = summarise("gotoredball", [run(0, 7000, 0.9), run(1, 9000, 0.9), run(2, None, 0.9)])
+    assert fast["median_episodes_to_success"] == 9000 and fast["goal_met"]
+    slow = summarise("gotoredball", [run(0, 7000, 0.9), run(1, None, 0.9), run(2, None, 0.9)])
+    assert slow["median_episodes_to_success"] is None and not slow["goal_met"]
+    doorkey = [{**run(seed, None, value), "task": "doorkey"} for seed, value in enumerate((0.96, 0.59, 0.97))]
+    assert summarise("doorkey", doorkey)["median_greedy_return"] == 0.96 and summarise("doorkey", doorkey)["goal_met"]
