@@ -45,6 +45,14 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+def distinct_sequences(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of ``[n, length]`` ids (masked positions set to -1) and each row's index among them.
+
+    Masked positions do not change a row's pooled output, so rows equal on their tokens share one encoding.
+    """
+    return torch.unique(input_ids.masked_fill(~attention_mask, -1), dim=0, return_inverse=True)
+
+
 class TextEncoder(nn.Module):
     """A ``transformers`` encoder over ``[..., length]`` token ids, with an optional per-sequence cache.
 
@@ -99,11 +107,14 @@ class TextEncoder(nn.Module):
         return unflatten_leading(self.head(pooled), leading)
 
     def _distinct_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # Masked positions do not change a row's pooled output, so rows equal on their tokens share one encoding.
         if input_ids.shape[0] <= 1:
             return self.encode(input_ids, attention_mask)
-        sequences, inverse = torch.unique(input_ids.masked_fill(~attention_mask, -1), dim=0, return_inverse=True)
-        return self.encode(sequences.clamp_min(0), sequences >= 0)[inverse]
+        sequences, inverse = distinct_sequences(input_ids, attention_mask)
+        return self._encode_sequences(sequences)[inverse]
+
+    def _encode_sequences(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Pooled output of rows from :func:`distinct_sequences` (masked positions hold -1)."""
+        return self.encode(sequences.clamp_min(0), sequences >= 0)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled model output ``[n, width]`` for env ids ``[n, length]`` (no cache, no head)."""
@@ -127,8 +138,7 @@ class TextEncoder(nn.Module):
         return masked_mean(hidden, encoded["attention_mask"].bool())
 
     def _cached_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # One row per distinct sequence; masked positions do not count.
-        sequences, inverse = torch.unique(input_ids.masked_fill(~attention_mask, -1), dim=0, return_inverse=True)
+        sequences, inverse = distinct_sequences(input_ids, attention_mask)
         names = [row.numpy().tobytes() for row in sequences.cpu()]
         if not names:
             return self.encode(input_ids, attention_mask)
@@ -143,9 +153,8 @@ class TextEncoder(nn.Module):
         self._hits += len(names) - len(missing)
         self._misses += len(missing)
         if missing:
-            rows = sequences[missing]
             with torch.no_grad():
-                encoded = self.encode(rows.clamp_min(0), rows >= 0)
+                encoded = self._encode_sequences(sequences[missing])
             for index, embedding in zip(missing, encoded):
                 found[index] = embedding
                 self._cache[names[index]] = embedding.clone()  # not a view pinning the whole batch
