@@ -21,12 +21,18 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks_common import print_child_result, run_in_child, smoothed
+from benchmarks_common import (
+    figure_panels,
+    print_child_result,
+    run_in_child,
+    save_figure_file,
+    smoothed,
+    train_and_evaluate,
+)
 
 GOAL = 475.0
 """CartPole-v1's 'solved' return (episodes are cut at 500), the goal of every entry without one of its own."""
@@ -88,19 +94,8 @@ def first_crossing(curve: list[tuple[int, float]], goal: float = GOAL, window: i
 
 def run_one(spec: dict) -> dict:
     """Train and evaluate one (algorithm, seed) in this process; the child side of ``launch``."""
-    import torch
-
-    torch.set_num_threads(1)
-    from scenarios.evaluate import evaluate
-    from scenarios.loader import load
-    from scenarios.run import train
-
-    with tempfile.TemporaryDirectory() as folder:
-        scenario = load(scenario_of(spec["algorithm"]), [*spec["overrides"], f"log.dir={folder}"])
-        start = time.perf_counter()
-        run = train(scenario, progress=False)
-        wall = time.perf_counter() - start
-        greedy = evaluate(run.folder, EVAL_EPISODES).groups["agent"].team_return
+    _, run, wall, evaluation = train_and_evaluate(scenario_of(spec["algorithm"]), spec["overrides"], EVAL_EPISODES)
+    greedy = evaluation.groups["agent"].team_return
     solved_at = first_crossing(run.returns, goal_of(spec["algorithm"]))
     return {**spec, "greedy_return": greedy, "solved_at": solved_at, "wall_s": wall,
             "fps": run.frames / wall, "curve": run.returns}
@@ -183,14 +178,8 @@ def main() -> None:
 
 def save_figure(results: dict[str, list[dict]], path: Path) -> None:
     """Learning curves (mean return over the last ``WINDOW`` points against frames), one panel per algorithm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, panels = pyplot.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False)
-    for axes, (name, runs) in zip(panels[0], results.items()):
+    figure, panels = figure_panels(len(results), 4)
+    for axes, (name, runs) in zip(panels, results.items()):
         for run in runs:
             curve = run.get("curve") or []
             smooth = smoothed(curve, WINDOW)
@@ -200,9 +189,8 @@ def save_figure(results: dict[str, list[dict]], path: Path) -> None:
         axes.set_title(f"{name} ({runs[0]['frames']:,} frames)")
         axes.set_xlabel("env frames")
         axes.legend(fontsize=7, loc="lower right")
-    panels[0][0].set_ylabel(f"episode return (mean of {WINDOW} batches)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    panels[0].set_ylabel(f"episode return (mean of {WINDOW} batches)")
+    save_figure_file(figure, path)
     print(f"figure: {path}")
 
 

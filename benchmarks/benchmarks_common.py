@@ -1,4 +1,5 @@
-"""What the benchmarks share: the flat variant of a scenario, runs in child processes, smoothed curves."""
+"""What the benchmarks share: the flat variant of a scenario, runs in child processes, a train-then-evaluate run,
+smoothed curves and figures."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
 from scenarios.schema import Scenario
 
@@ -51,3 +56,43 @@ def smoothed(curve: list[tuple[int, float]], window: int) -> list[float]:
     """Each point's mean with up to ``window - 1`` points before it."""
     values = [value for _, value in curve]
     return [statistics.mean(values[max(0, index - window + 1) : index + 1]) for index in range(len(values))]
+
+
+def train_and_evaluate(scenario: str, overrides: list[str], episodes: int) -> tuple[Scenario, Any, float, Any]:
+    """In this process, on one torch thread: train ``scenario`` (a built-in name or a path) with ``overrides`` in a
+    temporary run folder, then evaluate its greedy policy on ``episodes`` fresh episodes.
+
+    Returns the loaded scenario, the ``TrainResult``, the training's wall seconds and the ``Evaluation``.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    from scenarios.evaluate import evaluate
+    from scenarios.loader import load
+    from scenarios.run import train
+
+    with tempfile.TemporaryDirectory() as folder:
+        loaded = load(scenario, [*overrides, f"log.dir={folder}"])
+        start = time.perf_counter()
+        run = train(loaded, progress=False)
+        wall = time.perf_counter() - start
+        evaluation = evaluate(run.folder, episodes)
+    return loaded, run, wall, evaluation
+
+
+def figure_panels(count: int, width: float, height: float = 3.6, **options: Any) -> tuple[Any, list[Any]]:
+    """A figure with a row of ``count`` panels, ``width`` inches each, drawn for files only (no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, panels = pyplot.subplots(1, count, figsize=(width * count, height), squeeze=False, **options)
+    return figure, list(panels[0])
+
+
+def save_figure_file(figure: Any, path: Path, dpi: int = 110) -> None:
+    """Lay ``figure`` out and write it to ``path`` (its folder created if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)

@@ -22,12 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks_common import print_child_result, run_in_child
+from benchmarks_common import figure_panels, print_child_result, run_in_child, save_figure_file, train_and_evaluate
 
 WINDOW_EPISODES = 512
 """Fewest ended episodes a training-curve point averages (the most recent whole batches)."""
@@ -76,20 +75,9 @@ def first(points: list[dict], field: str, threshold: float) -> dict | None:
 
 def run_one(spec: dict) -> dict:
     """Train and evaluate one (task, seed) in this process; the child side of ``run_in_child``."""
-    import torch
-
-    torch.set_num_threads(1)
-    from scenarios.evaluate import evaluate
-    from scenarios.loader import load
-    from scenarios.run import train
-
     task = TASKS[spec["task"]]
-    with tempfile.TemporaryDirectory() as folder:
-        overrides = [f"train.frames={spec['frames']}", f"train.seed={spec['seed']}", "train.threads=1", f"log.dir={folder}"]
-        start = time.perf_counter()
-        run = train(load(task["scenario"], overrides), progress=False)
-        wall = time.perf_counter() - start
-        greedy = evaluate(run.folder, spec["eval_episodes"])
+    overrides = [f"train.frames={spec['frames']}", f"train.seed={spec['seed']}", "train.threads=1"]
+    _, run, wall, greedy = train_and_evaluate(task["scenario"], overrides, spec["eval_episodes"])
     points = windows(run.episodes, run.returns)
     success_point = first(points, "success", task.get("success", 2.0))
     return_point = first(points, "return", task.get("return", 2.0))
@@ -142,14 +130,8 @@ def summarise(task_name: str, runs: list[dict]) -> dict:
 
 def save_figure(results: dict[str, list[dict]], path: Path) -> None:
     """Training success rate (and mean return) against frames, one panel per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, panels = pyplot.subplots(1, len(results), figsize=(4.6 * len(results), 3.6), squeeze=False)
-    for axes, (name, runs) in zip(panels[0], results.items()):
+    figure, panels = figure_panels(len(results), 4.6)
+    for axes, (name, runs) in zip(panels, results.items()):
         for run in runs:
             curve = run.get("curve") or []
             frames = [point["frames"] for point in curve]
@@ -162,9 +144,8 @@ def save_figure(results: dict[str, list[dict]], path: Path) -> None:
         axes.set_xlabel("frames")
         axes.set_ylim(0, 1.02)
         axes.legend(fontsize=7)
-    panels[0][0].set_ylabel(f"training policy, last >= {WINDOW_EPISODES} episodes")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    panels[0].set_ylabel(f"training policy, last >= {WINDOW_EPISODES} episodes")
+    save_figure_file(figure, path)
 
 
 def main() -> None:

@@ -19,13 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
-from benchmarks_common import flat_overrides
-from scenarios.evaluate import evaluate
+from benchmarks_common import figure_panels, flat_overrides, save_figure_file, train_and_evaluate
 from scenarios.loader import load
-from scenarios.run import train
 from scenarios.schema import Scenario
 
 
@@ -57,20 +54,16 @@ def main() -> None:
 
     base = load(arguments.scenario, arguments.set)
     results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for name, overrides in variants(base).items():
-            for seed in arguments.seeds:
-                scenario = load(
-                    arguments.scenario,
-                    [*arguments.set, *overrides, f"train.frames={arguments.frames}", f"train.seed={seed}", f"log.dir={folder}"],
-                )
-                run = train(scenario, progress=False)
-                evaluation = evaluate(run.folder, arguments.episodes)
-                team = statistics.mean(group.team_return for group in evaluation.groups.values())
-                results.setdefault(name, []).append(
-                    {"seed": seed, "greedy_return": team, "fps": run.fps, "curve": run.returns}
-                )
-                print(f"{name:14s} seed {seed}: greedy return {team:+.3f}, {run.fps:.0f} frames/s", flush=True)
+    for name, overrides in variants(base).items():
+        for seed in arguments.seeds:
+            _, run, _, evaluation = train_and_evaluate(
+                arguments.scenario,
+                [*arguments.set, *overrides, f"train.frames={arguments.frames}", f"train.seed={seed}"],
+                arguments.episodes,
+            )
+            team = statistics.mean(group.team_return for group in evaluation.groups.values())
+            results.setdefault(name, []).append({"seed": seed, "greedy_return": team, "fps": run.fps, "curve": run.returns})
+            print(f"{name:14s} seed {seed}: greedy return {team:+.3f}, {run.fps:.0f} frames/s", flush=True)
 
     print(f"\n{arguments.scenario}, {arguments.frames} frames, seeds {arguments.seeds}")
     print(f"{'variant':14s} {'median greedy return':>22s} {'median fps':>11s}")
@@ -90,13 +83,7 @@ def main() -> None:
 
 def save_figure(results: dict[str, list[dict]], path: Path, title: str) -> None:
     """Learning curves (episode return against frames), one line per variant and seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = pyplot.subplots(figsize=(8, 5))
+    figure, (axes,) = figure_panels(1, 8, 5)
     for index, (name, runs) in enumerate(results.items()):
         for number, run in enumerate(runs):
             frames = [point[0] for point in run["curve"]]
@@ -106,8 +93,7 @@ def save_figure(results: dict[str, list[dict]], path: Path, title: str) -> None:
     axes.set_ylabel("episode return (team)")
     axes.set_title(title)
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure_file(figure, path, dpi=120)
     print(f"figure: {path}")
 
 

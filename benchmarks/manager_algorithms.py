@@ -36,7 +36,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks_common import print_child_result, run_in_child, smoothed
+from benchmarks_common import (
+    figure_panels,
+    print_child_result,
+    run_in_child,
+    save_figure_file,
+    smoothed,
+    train_and_evaluate,
+)
 
 SCENARIO = "beacon"
 WINDOW = 5
@@ -111,19 +118,8 @@ def rises(first: float, last: float, control: float) -> bool:
 
 def run_one(spec: dict) -> dict:
     """Train and evaluate one (algorithm, arm, seed) in this process; the child side of ``launch``."""
-    import torch
-
-    torch.set_num_threads(1)
-    from scenarios.evaluate import evaluate
-    from scenarios.loader import load
-    from scenarios.run import train
-
-    with tempfile.TemporaryDirectory() as folder:
-        scenario = load(SCENARIO, [*spec["overrides"], f"log.dir={folder}"])
-        start = time.perf_counter()
-        run = train(scenario, progress=False)
-        wall = time.perf_counter() - start
-        groups = evaluate(run.folder, EVAL_EPISODES).groups.values()
+    scenario, run, wall, evaluation = train_and_evaluate(SCENARIO, spec["overrides"], EVAL_EPISODES)
+    groups = evaluation.groups.values()
     options = {worker: statistics.mean(group.option_frequency[worker] for group in groups) for worker in scenario.workers}
     return {**spec, "first": window_mean(run.returns, last=False), "last": window_mean(run.returns, last=True),
             "greedy_return": statistics.mean(group.team_return for group in groups), "options": options,
@@ -227,14 +223,8 @@ def main() -> None:
 
 def save_figure(results: dict[str, list[dict]], path: Path, frames: int) -> None:
     """Learning curves (mean return over the last ``WINDOW`` points), trained and frozen arms, one panel per algorithm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, panels = pyplot.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False, sharey=True)
-    for axes, (name, runs) in zip(panels[0], results.items()):
+    figure, panels = figure_panels(len(results), 4, sharey=True)
+    for axes, (name, runs) in zip(panels, results.items()):
         for run in runs:
             curve = run.get("curve") or []
             smooth = smoothed(curve, WINDOW)
@@ -244,10 +234,9 @@ def save_figure(results: dict[str, list[dict]], path: Path, frames: int) -> None
         axes.set_title(f"{name} manager")
         axes.set_xlabel("env frames")
         axes.legend(fontsize=7, loc="lower right")
-    panels[0][0].set_ylabel(f"episode return (team, mean of {WINDOW} batches)")
+    panels[0].set_ylabel(f"episode return (team, mean of {WINDOW} batches)")
     figure.suptitle(f"{SCENARIO}: trained vs frozen manager, {frames:,} frames per run (commit {commit()})", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure_file(figure, path)
     print(f"figure: {path}")
 
 

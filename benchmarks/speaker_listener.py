@@ -17,11 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
-import time
 from pathlib import Path
 
-from benchmarks_common import print_child_result, run_in_child, smoothed
+from benchmarks_common import (
+    figure_panels,
+    print_child_result,
+    run_in_child,
+    save_figure_file,
+    smoothed,
+    train_and_evaluate,
+)
 
 REFERENCES = {"random": -42.0, "listener ignoring the speaker (landmarks' centroid)": -17.5,
               "scripted speaker and listener": -9.0}
@@ -33,20 +38,8 @@ from it to the scripted pair (-9.0)."""
 
 def run_one(spec: dict) -> dict:
     """Train and evaluate one seed in this process (the child side of ``run_in_child``)."""
-    import torch
-
-    torch.set_num_threads(1)
-    from scenarios.evaluate import evaluate
-    from scenarios.loader import load
-    from scenarios.run import train
-
-    with tempfile.TemporaryDirectory() as folder:
-        overrides = [f"train.frames={spec['frames']}", f"train.seed={spec['seed']}", "train.threads=1",
-                     f"log.dir={folder}", *spec["overrides"]]
-        start = time.perf_counter()
-        run = train(load("speaker-listener", overrides), progress=False)
-        wall = time.perf_counter() - start
-        greedy = evaluate(run.folder, spec["eval_episodes"])
+    overrides = [f"train.frames={spec['frames']}", f"train.seed={spec['seed']}", "train.threads=1", *spec["overrides"]]
+    _, run, wall, greedy = train_and_evaluate("speaker-listener", overrides, spec["eval_episodes"])
     team = statistics.mean(result.team_return for result in greedy.groups.values())
     last = [value for _, value in run.returns[-10:]]
     return {**spec, "wall_s": wall, "fps": run.frames / wall, "curve": run.returns,
@@ -55,13 +48,7 @@ def run_one(spec: dict) -> dict:
 
 def save_figure(runs: list[dict], path: Path) -> None:
     """Training team return against env steps, with the reference points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = pyplot.subplots(figsize=(6.4, 4.0))
+    figure, (axes,) = figure_panels(1, 6.4, 4.0)
     for run in runs:
         curve = run.get("curve") or []
         axes.plot([frames for frames, _ in curve], smoothed(curve, 10),
@@ -72,8 +59,7 @@ def save_figure(runs: list[dict], path: Path) -> None:
     axes.set_ylabel("team return (training, 10-batch mean)")
     axes.set_title("speaker-listener")
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure_file(figure, path)
 
 
 def main() -> None:
