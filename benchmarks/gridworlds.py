@@ -79,8 +79,8 @@ def run_one(spec: dict) -> dict:
     overrides = [f"train.frames={spec['frames']}", f"train.seed={spec['seed']}", "train.threads=1"]
     _, run, wall, greedy = train_and_evaluate(task["scenario"], overrides, spec["eval_episodes"])
     points = windows(run.episodes, run.returns)
-    success_point = first(points, "success", task.get("success", 2.0))
-    return_point = first(points, "return", task.get("return", 2.0))
+    success_point = first(points, "success", task["success"]) if "success" in task else None
+    return_point = first(points, "return", task["return"]) if "return" in task else None
     return {**spec, "wall_s": wall, "fps": run.frames / wall, "curve": points,
             "episodes_to_success": success_point["episodes"] if success_point else None,
             "frames_to_success": success_point["frames"] if success_point else None,
