@@ -13,13 +13,13 @@ from typing import Protocol
 
 import torch
 
-from agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
-from agents.optim import LevelOptimizer, LevelSettings
-from agents.ppo import add_terms, normalized, weighted_mean
+from himo.agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
+from himo.agents.optim import LevelOptimizer, LevelSettings
+from himo.agents.ppo import add_terms, normalized, weighted_mean
 
 
 class PolicyGradientSettings(LevelSettings, Protocol):
-    """A level's A2C settings (``scenarios.algorithms.A2CConfig`` satisfies this)."""
+    """A level's A2C settings (``himo.scenarios.algorithms.A2CConfig`` satisfies this)."""
 
     @property
     def entropy_coef(self) -> float: ...

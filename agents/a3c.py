@@ -1,6 +1,6 @@
 """A3C for one level: A2C's update, applied by several actor-learner processes to shared parameters.
 
-Each process (``scenarios.asynchronous``) collects its own batches with the shared policy and, after
+Each process (``himo.scenarios.asynchronous``) collects its own batches with the shared policy and, after
 each batch, takes A2C's gradient step straight on the shared parameters with an optimiser whose
 state is shared too, without waiting for the others (asynchronous, lock-free updates as in
 Mnih et al., 2016). This module holds the level algorithm and the sharing of its optimiser state.
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from agents.a2c import A2C
-from agents.optim import LevelOptimizer
+from himo.agents.a2c import A2C
+from himo.agents.optim import LevelOptimizer
 
 
 class A3C(A2C):

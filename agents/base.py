@@ -27,9 +27,9 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.distributions import Distribution, kl_divergence
 
-from agents.optim import LevelOptimizer, NonFiniteLossError
-from agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
-from agents.tags import level_metric
+from himo.agents.optim import LevelOptimizer, NonFiniteLossError
+from himo.agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
+from himo.agents.tags import level_metric
 
 __all__ = [
     "GradientAlgorithm",
@@ -193,7 +193,7 @@ class LevelMetrics:
 
 
 class LevelAlgorithm(Protocol):
-    """A level's learning algorithm (see ``agents.registry.ALGORITHMS``)."""
+    """A level's learning algorithm (see ``himo.agents.registry.ALGORITHMS``)."""
 
     estimator: str
     """What the level learns from: ``"gae"`` or ``"vtrace"`` targets (a :class:`LevelProblem`), or ``"replay"``

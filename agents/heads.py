@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchrl.modules import MLP
 
-from agents.base import HeadShape
+from himo.agents.base import HeadShape
 
 
 def _orthogonal_init(network: MLP, last_gain: float) -> MLP:

@@ -1,23 +1,23 @@
 """IMPALA for one level: policy gradient with V-trace targets, for actors that run on lagged policies.
 
 The actors collect with a copy of the policy that may be several updates old (an asynchronous
-collector, see ``scenarios.run``). The learner corrects for the lag with V-trace (``agents.vtrace``):
+collector, see ``himo.scenarios.run``). The learner corrects for the lag with V-trace (``himo.agents.vtrace``):
 its critic regresses on ``v_s`` and its actor follows ``rho_s (r_s + gamma v_{s+1} - V(s))
 grad log pi(a_s|s)``, with the importance weights clipped at ``rho_clip`` (and ``c_clip`` inside the
 targets). The targets are estimated by the hierarchical learner (``estimator = "vtrace"``); the loss
-is the policy-gradient one of :mod:`agents.a2c`, without advantage normalisation.
+is the policy-gradient one of :mod:`himo.agents.a2c`, without advantage normalisation.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from agents.a2c import PolicyGradientSettings, policy_gradient_update
-from agents.base import GradientAlgorithm, LevelMetrics, LevelProblem
+from himo.agents.a2c import PolicyGradientSettings, policy_gradient_update
+from himo.agents.base import GradientAlgorithm, LevelMetrics, LevelProblem
 
 
 class ImpalaSettings(PolicyGradientSettings, Protocol):
-    """A level's IMPALA settings (``scenarios.algorithms.ImpalaConfig`` satisfies this)."""
+    """A level's IMPALA settings (``himo.scenarios.algorithms.ImpalaConfig`` satisfies this)."""
 
     @property
     def rho_clip(self) -> float: ...

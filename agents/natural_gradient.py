@@ -4,7 +4,7 @@ Trust Region Policy Optimization (Schulman et al., 2015) maximises a surrogate o
 bound on the mean KL divergence between the policy that collected the data and the updated one. The step
 direction is ``F^-1 g`` (``F`` the Fisher matrix, the Hessian of that KL at the current parameters, and
 ``g`` the surrogate's gradient), found by conjugate gradient from Fisher-vector products alone, scaled to
-the KL bound and shortened by a backtracking line search. Like :mod:`agents.ppo`, it takes closures over
+the KL bound and shortened by a backtracking line search. Like :mod:`himo.agents.ppo`, it takes closures over
 whatever the caller computes rather than owning actor modules, so any level can use it.
 """
 

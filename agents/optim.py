@@ -24,7 +24,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 class LevelSettings(Protocol):
-    """The fields of a level's algorithm settings this module reads (``scenarios.schema.LevelAlgorithmConfig``)."""
+    """The fields of a level's algorithm settings this module reads (``himo.scenarios.schema.LevelAlgorithmConfig``)."""
 
     @property
     def optimizer(self) -> str: ...

@@ -13,9 +13,9 @@ from typing import Protocol
 
 import torch
 
-from agents import tags
-from agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
-from agents.optim import LevelSettings
+from himo.agents import tags
+from himo.agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
+from himo.agents.optim import LevelSettings
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def ppo_terms(
 
 
 class PPOSettings(LevelSettings, Protocol):
-    """A level's PPO settings (``scenarios.algorithms.PPOConfig`` satisfies this)."""
+    """A level's PPO settings (``himo.scenarios.algorithms.PPOConfig`` satisfies this)."""
 
     @property
     def clip_epsilon(self) -> float: ...

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from agents.a2c import A2C
-from agents.a3c import A3C
-from agents.impala import Impala
-from agents.ppo import PPO
-from agents.sac import SAC
-from agents.trpo import TRPO
+from himo.agents.a2c import A2C
+from himo.agents.a3c import A3C
+from himo.agents.impala import Impala
+from himo.agents.ppo import PPO
+from himo.agents.sac import SAC
+from himo.agents.trpo import TRPO
 
 ALGORITHMS: dict[str, type] = {"ppo": PPO, "a2c": A2C, "a3c": A3C, "trpo": TRPO, "impala": Impala, "sac": SAC}
-"""Name -> class built as ``cls(settings, level_model, total_frames, name)`` (``agents.base.LevelModel``)."""
+"""Name -> class built as ``cls(settings, level_model, total_frames, name)`` (``himo.agents.base.LevelModel``)."""

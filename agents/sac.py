@@ -30,11 +30,11 @@ from torch import nn
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.modules import MLP
 
-from agents.base import HeadShape, LevelMetrics, LevelModel, ReplayProblem, SoftHeadOutputs
-from agents.optim import LevelOptimizer, LevelSettings
-from agents.ppo import add_terms
-from agents.soft_policies import CategoricalPolicy
-from agents.tags import level_metric
+from himo.agents.base import HeadShape, LevelMetrics, LevelModel, ReplayProblem, SoftHeadOutputs
+from himo.agents.optim import LevelOptimizer, LevelSettings
+from himo.agents.ppo import add_terms
+from himo.agents.soft_policies import CategoricalPolicy
+from himo.agents.tags import level_metric
 
 
 class ReplayBufferTooLarge(MemoryError):
@@ -42,7 +42,7 @@ class ReplayBufferTooLarge(MemoryError):
 
 
 class SACSettings(LevelSettings, Protocol):
-    """A level's SAC settings (``scenarios.algorithms.SACConfig`` satisfies this)."""
+    """A level's SAC settings (``himo.scenarios.algorithms.SACConfig`` satisfies this)."""
 
     @property
     def buffer_size(self) -> int: ...

@@ -1,7 +1,7 @@
 """TRPO for one level: a natural-gradient actor step inside a KL trust region, and a critic by regression.
 
 Each batch: the actor (the level's policy parameters, encoders included) takes one
-:func:`agents.natural_gradient.trpo_step` on the whole batch, maximising the weighted surrogate
+:func:`himo.agents.natural_gradient.trpo_step` on the whole batch, maximising the weighted surrogate
 ``mean_w(ratio * A) + entropy_coef * entropy`` (advantages standardised per head) under
 ``mean_w KL(pi_before || pi_after) <= max_kl``, both summed over the level's heads, where
 ``mean_w`` weighs each sample by the head's share of the action. The critics (the value heads, and
@@ -17,14 +17,14 @@ from typing import Any, Protocol
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from agents.base import HeadOutputs, LevelMetrics, LevelModel, LevelProblem, gradient_epochs, head_diagnostics
-from agents.natural_gradient import trpo_step
-from agents.optim import LevelOptimizer, LevelSettings, select_parameters
-from agents.ppo import add_terms, normalized, weighted_mean
+from himo.agents.base import HeadOutputs, LevelMetrics, LevelModel, LevelProblem, gradient_epochs, head_diagnostics
+from himo.agents.natural_gradient import trpo_step
+from himo.agents.optim import LevelOptimizer, LevelSettings, select_parameters
+from himo.agents.ppo import add_terms, normalized, weighted_mean
 
 
 class TRPOSettings(LevelSettings, Protocol):
-    """A level's TRPO settings (``scenarios.algorithms.TRPOConfig`` satisfies this)."""
+    """A level's TRPO settings (``himo.scenarios.algorithms.TRPOConfig`` satisfies this)."""
 
     @property
     def max_kl(self) -> float: ...

@@ -2,7 +2,7 @@
 Pendulum-v1 (goal -200) for continuous SAC; who reaches the goal, and when.
 
 For every entry and seed: train the entry's scenario with its overrides for its frame budget
-(``scenarios.run.train``), each run in a process of its own with one torch thread, ``--jobs`` at a
+(``himo.scenarios.run.train``), each run in a process of its own with one torch thread, ``--jobs`` at a
 time; then evaluate the greedy policy on 20 fresh episodes. Per run it reports the first frames at
 which the mean return over the last 10 batches' episodes reached the goal, the greedy return, wall
 time and frames per second; per entry the medians over seeds and whether the goal (median greedy

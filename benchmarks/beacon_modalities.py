@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from envs.builtin import make_builtin_env
-from envs.builtin.scripted import ScriptedBeaconPolicy, evaluate_scripted
+from himo.envs.builtin import make_builtin_env
+from himo.envs.builtin.scripted import ScriptedBeaconPolicy, evaluate_scripted
 
 MODALITIES = ("image", "text", "audio")
 

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from envs.builtin import make_builtin_env
+from himo.envs.builtin import make_builtin_env
 
 
 def torchrl_rate(num_envs: int, steps: int) -> float:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scenarios.schema import Scenario
+from himo.scenarios.schema import Scenario
 
 
 def flat_overrides(base: Scenario) -> str:
@@ -67,9 +67,9 @@ def train_and_evaluate(scenario: str, overrides: list[str], episodes: int) -> tu
     import torch
 
     torch.set_num_threads(1)
-    from scenarios.evaluate import evaluate
-    from scenarios.loader import load
-    from scenarios.run import train
+    from himo.scenarios.evaluate import evaluate
+    from himo.scenarios.loader import load
+    from himo.scenarios.run import train
 
     with tempfile.TemporaryDirectory() as folder:
         loaded = load(scenario, [*overrides, f"log.dir={folder}"])

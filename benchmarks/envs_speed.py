@@ -18,8 +18,8 @@ import gymnasium
 import torch
 from torchrl.envs import EnvBase, GymEnv, GymWrapper, PettingZooWrapper, SerialEnv
 
-from envs.gymnasium_adapter import make_gymnasium_env
-from envs.pettingzoo_adapter import make_pettingzoo_env
+from himo.envs.gymnasium_adapter import make_gymnasium_env
+from himo.envs.pettingzoo_adapter import make_pettingzoo_env
 
 
 def rollout_fps(env: EnvBase, steps: int) -> float:

@@ -1,7 +1,7 @@
 """MiniGrid and BabyAI against published PPO results: episodes to 99 % success, return reached, success after a budget.
 
 For every task and seed: train the task's built-in scenario for its frame budget
-(``scenarios.run.train``, one torch thread, each run in a process of its own, ``--jobs`` at a
+(``himo.scenarios.run.train``, one torch thread, each run in a process of its own, ``--jobs`` at a
 time), then evaluate the greedy policy on ``--eval-episodes`` fresh episodes. Training success
 and return are measured over windows of at least ``WINDOW_EPISODES`` ended episodes (whole
 batches). Per task it reports its measure per seed and the median over seeds against the

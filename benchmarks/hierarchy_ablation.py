@@ -1,7 +1,7 @@
 """Hierarchical agent vs flat agent vs the hierarchy with each modality removed, on one scenario.
 
 For every variant and seed: train for a fixed frame budget through the public path
-(``scenarios.run.train``), then evaluate the greedy policy on fresh episodes. Prints a table,
+(``himo.scenarios.run.train``), then evaluate the greedy policy on fresh episodes. Prints a table,
 the frames-per-second ratio hierarchical/flat measured in this same run, saves the learning
 curves as a PNG, and ends with one JSON line.
 
@@ -22,8 +22,8 @@ import statistics
 from pathlib import Path
 
 from benchmarks_common import figure_panels, flat_overrides, save_figure_file, train_and_evaluate
-from scenarios.loader import load
-from scenarios.schema import Scenario
+from himo.scenarios.loader import load
+from himo.scenarios.schema import Scenario
 
 
 def variants(base: Scenario) -> dict[str, list[str]]:

@@ -1,7 +1,7 @@
 """Training speed of the hierarchical agent against the flat agent, interleaved in one run.
 
 Trains each variant ``--repeats`` times in alternation (hierarchical, flat, hierarchical, ...)
-for ``--frames`` frames through ``scenarios.run.train`` and reports env frames per second
+for ``--frames`` frames through ``himo.scenarios.run.train`` and reports env frames per second
 (collection and learning) and the ratio of the medians, so both see the same machine load.
 
     python benchmarks/hierarchy_speed.py --scenario beacon --frames 20000 --repeats 3
@@ -15,8 +15,8 @@ import statistics
 import tempfile
 
 from benchmarks_common import flat_overrides
-from scenarios.loader import load
-from scenarios.run import train
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 
 
 def main() -> None:

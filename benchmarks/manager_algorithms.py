@@ -1,6 +1,6 @@
 """Each learning algorithm at the manager level of the ``beacon`` hierarchy: does the manager learn to choose?
 
-For every algorithm and seed, two runs of the ``beacon`` scenario (``scenarios.run.train``) with the same
+For every algorithm and seed, two runs of the ``beacon`` scenario (``himo.scenarios.run.train``) with the same
 seed, workers and settings, each in a process of its own with one torch thread, ``--jobs`` at a time:
 
     trained  the manager learns with the algorithm;
@@ -10,7 +10,7 @@ seed, workers and settings, each in a process of its own with one torch thread, 
              frozen manager's greedy choice drifts, but it is never trained towards the team return.
 
 Per run it reports the mean episode return (team) over the first and the last ``WINDOW`` batches of
-the learning curve, the greedy return on ``EVAL_EPISODES`` fresh episodes (``scenarios.evaluate``),
+the learning curve, the greedy return on ``EVAL_EPISODES`` fresh episodes (``himo.scenarios.evaluate``),
 the share of the greedy manager's decisions given to each worker, wall time and frames per second.
 Per algorithm the verdict is "rises" when the trained arm's last-window mean (median over seeds)
 is above both its own first-window mean and the frozen arm's last-window mean by the margin of
@@ -97,8 +97,8 @@ def pretrain_workers(frames: int, seed: int, folder: Path) -> str:
     import torch
 
     torch.set_num_threads(1)
-    from scenarios.loader import load
-    from scenarios.run import train
+    from himo.scenarios.loader import load
+    from himo.scenarios.run import train
 
     scenario = load(SCENARIO, [f"train.frames={frames}", f"train.seed={seed}", "train.threads=1", f"log.dir={folder}"])
     run = train(scenario, progress=False)

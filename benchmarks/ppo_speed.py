@@ -57,9 +57,9 @@ def himo_overrides(settings: PPOSettings, hierarchical: bool) -> list[str]:
 
 def train_himo(settings: PPOSettings, hierarchical: bool) -> dict:
     """Train the ``cartpole`` scenario; its frames per second and the last batches' mean episode return."""
-    from scenarios.build import build_env, build_policy
-    from scenarios.loader import load
-    from scenarios.run import train
+    from himo.scenarios.build import build_env, build_policy
+    from himo.scenarios.loader import load
+    from himo.scenarios.run import train
 
     with tempfile.TemporaryDirectory() as folder:
         scenario = load("cartpole", [*himo_overrides(settings, hierarchical), f"log.dir={folder}"])

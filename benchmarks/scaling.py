@@ -1,6 +1,6 @@
 """How himo's training speed and memory grow with environments, agents, modalities and a large text encoder.
 
-Each configuration trains for ``--frames`` frames (``scenarios.run.train``) in a fresh process
+Each configuration trains for ``--frames`` frames (``himo.scenarios.run.train``) in a fresh process
 on one torch thread and reports env frames per second (collection and learning), agent steps
 per second and the process's peak resident memory (RSS). Prints a table and ends with one line
 ``RESULT {json}``.
@@ -34,7 +34,7 @@ FRAMES_PER_BATCH = 1024
 
 def first_modalities(count: int) -> list[str]:
     """Overrides keeping ``beacon``'s first ``count`` modalities and the workers that read only those."""
-    from scenarios.loader import load
+    from himo.scenarios.loader import load
 
     base = load("beacon")
     kept = list(base.modalities)[:count]
@@ -64,7 +64,7 @@ def save_minilm_sized_model(folder: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    from envs.vocabularies import MINIGRID_WORDS
+    from himo.envs.vocabularies import MINIGRID_WORDS
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *MINIGRID_WORDS]
     tokenizer = BertTokenizer(vocab={word: index for index, word in enumerate(words)})
@@ -81,8 +81,8 @@ def run_one(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from scenarios.loader import load
-    from scenarios.run import train
+    from himo.scenarios.loader import load
+    from himo.scenarios.run import train
 
     with tempfile.TemporaryDirectory() as folder:
         overrides = [*spec["overrides"], f"train.frames={spec['frames']}", f"train.frames_per_batch={FRAMES_PER_BATCH}",

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torchrl.envs import Compose, EnvBase, Transform, TransformedEnv
 
-from envs.rewards import RewardChannels
+from himo.envs.rewards import RewardChannels
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ done is the first one of the next episode, as TorchRL expects, and no step is wa
 
 Keys (``N = num_envs``, one agent per copy):
 
-- ``("agent", "observation", name)``: ``[N, 1, ...]`` per entry (``envs.spaces`` describes the layout:
+- ``("agent", "observation", name)``: ``[N, 1, ...]`` per entry (``himo.envs.spaces`` describes the layout:
   ``Dict`` entries, ``"state"``, channels-first images, text as ``input_ids`` + ``attention_mask``);
 - ``("agent", "action")``: ``[N, 1]`` int64 for ``Discrete`` actions, ``[N, 1, d]`` for ``Box``;
 - ``("agent", "reward")``: ``[N, 1, 1]``;
@@ -34,8 +34,8 @@ from torchrl.envs import EnvBase
 from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backend
 from transformers import PreTrainedTokenizerFast
 
-from envs import keys
-from envs.spaces import ObservationConverter, done_specs, reset_mask
+from himo.envs import keys
+from himo.envs.spaces import ObservationConverter, done_specs, reset_mask
 
 GROUP = "agent"
 # Environment id prefixes that need an optional package, and the pip extra that installs it.
@@ -231,7 +231,7 @@ def make_gymnasium_env(
         device: device of the tensors.
         text_length: tokens per text observation (64 covers every BabyAI mission).
         vocabularies: word list per text observation; MiniGrid missions use
-            ``envs.vocabularies.MINIGRID_WORDS``.
+            ``himo.envs.vocabularies.MINIGRID_WORDS``.
         reward_components: names reported in ``info["reward_components"]``; defaults to the env's
             ``metadata["reward_components"]``.
         **kwargs: passed to ``gymnasium.make``.

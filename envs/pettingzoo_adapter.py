@@ -12,7 +12,7 @@
 
 Agents are grouped the TorchRL way (``group_map``; by default by name prefix before ``_<index>``,
 so ``speaker_0`` -> ``speaker``). Keys (``N = num_envs``, ``A`` agents in the group):
-``(group, "observation", name)`` ``[N, A, ...]`` (layout of ``envs.spaces``, nested ``Dict`` spaces
+``(group, "observation", name)`` ``[N, A, ...]`` (layout of ``himo.envs.spaces``, nested ``Dict`` spaces
 included), ``(group, "action")`` ``[N, A]`` int64 for discrete actions, ``(group, "action_mask")``
 where the env provides one, ``(group, "reward")`` ``[N, A, 1]``, and ``done``/``terminated``/
 ``truncated`` ``[N, 1]`` at the root and ``[N, A, 1]`` per group.
@@ -23,7 +23,7 @@ declared in the **observation** spec (like the built-in envs and TorchRL's info 
 after a reset.
 
 Text an env emits already tokenized: a parallel env may carry ``tokenizers`` (``{name: tokenizer}``,
-e.g. ``envs.builtin.beacon_pettingzoo``); ``env.tokenizers`` then includes them.
+e.g. ``himo.envs.builtin.beacon_pettingzoo``); ``env.tokenizers`` then includes them.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backen
 from torchrl.envs.utils import MarlGroupMapType, check_marl_grouping
 from transformers import PreTrainedTokenizerFast
 
-from envs import keys
-from envs.gymnasium_adapter import declared_reward_components, import_optional
-from envs.spaces import STATE, ObservationConverter, done_specs, reset_mask
+from himo.envs import keys
+from himo.envs.gymnasium_adapter import declared_reward_components, import_optional
+from himo.envs.spaces import STATE, ObservationConverter, done_specs, reset_mask
 
 # Module prefixes that live in an optional package, and the pip extra that installs it.
 OPTIONAL_PACKAGES = {"mpe2": "mpe"}

@@ -2,7 +2,7 @@
 
 Every factory takes the name after the prefix and returns a batched TorchRL ``EnvBase`` whose
 batch size is ``[num_envs]``; per-agent data lives under each group with dims
-``[num_envs, n_agents]`` (see ``envs.keys``).
+``[num_envs, n_agents]`` (see ``himo.envs.keys``).
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from torchrl.envs import EnvBase
 
 
 def _make_himo(name: str, *, num_envs: int, seed: int, device: str, **kwargs: Any) -> EnvBase:
-    from envs.builtin import make_builtin_env
+    from himo.envs.builtin import make_builtin_env
 
     return make_builtin_env(name, num_envs=num_envs, seed=seed, device=device, **kwargs)
 
 
 def _make_gymnasium(name: str, *, num_envs: int, seed: int, device: str, **kwargs: Any) -> EnvBase:
-    from envs.gymnasium_adapter import make_gymnasium_env
+    from himo.envs.gymnasium_adapter import make_gymnasium_env
 
     return make_gymnasium_env(name, num_envs=num_envs, seed=seed, device=device, **kwargs)
 
 
 def _make_pettingzoo(name: str, *, num_envs: int, seed: int, device: str, **kwargs: Any) -> EnvBase:
-    from envs.pettingzoo_adapter import make_pettingzoo_env
+    from himo.envs.pettingzoo_adapter import make_pettingzoo_env
 
     return make_pettingzoo_env(name, num_envs=num_envs, seed=seed, device=device, **kwargs)
 

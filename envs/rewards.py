@@ -26,7 +26,7 @@ from tensordict import TensorDictBase
 from torchrl.data import Composite, Unbounded
 from torchrl.envs import Transform
 
-from envs import keys
+from himo.envs import keys
 
 
 class RewardFunction(Protocol):
@@ -228,7 +228,7 @@ class RewardChannels(Transform):
             if components_key in reward_spec.keys(True):
                 raise ValueError(
                     f"the env declares {components_key} in its reward spec; reward components belong in the "
-                    "observation spec (see envs.rewards)"
+                    "observation spec (see himo.envs.rewards)"
                 )
             declared = components_key in observation_spec.keys(True)
             env_components = list(observation_spec[components_key].keys()) if declared else []

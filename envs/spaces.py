@@ -9,7 +9,7 @@ One agent's observation space becomes one entry per modality under ``(group, "ob
   ``(C, H, W)``, the layout convolutional encoders expect;
 - a text space (``gymnasium.spaces.Text``, MiniGrid's ``MissionSpace``) becomes
   ``(name, "input_ids")`` int64 and ``(name, "attention_mask")`` bool of length ``text_length``,
-  tokenized word by word (``envs.text``) over a locally built word list;
+  tokenized word by word (``himo.envs.text``) over a locally built word list;
 - a boolean ``Box`` becomes a boolean ``Categorical`` (as masks are declared elsewhere);
 - everything else goes through TorchRL's own gymnasium-space conversion (``Discrete`` as integers).
 
@@ -30,9 +30,9 @@ from torchrl.data import Bounded, Categorical, Composite, TensorSpec
 from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backend
 from transformers import PreTrainedTokenizerFast
 
-from envs import keys
-from envs.text import build_word_tokenizer, encode_texts
-from envs.vocabularies import MINIGRID_WORDS
+from himo.envs import keys
+from himo.envs.text import build_word_tokenizer, encode_texts
+from himo.envs.vocabularies import MINIGRID_WORDS
 
 STATE = "state"
 IMAGE_CHANNELS = (1, 3, 4)
@@ -85,7 +85,7 @@ class ObservationConverter:
         space: the observation space of one agent (a ``Dict``, possibly nested, or a single space).
         text_length: number of tokens every text observation is padded or truncated to.
         vocabularies: word list per text observation name; MiniGrid missions default to
-            ``envs.vocabularies.MINIGRID_WORDS``.
+            ``himo.envs.vocabularies.MINIGRID_WORDS``.
         exclude: top-level entries of a ``Dict`` space that are not observations (e.g. ``"action_mask"``).
         device: device of the specs and tensors.
     """

@@ -10,7 +10,7 @@ a worker's own policy scores an action.
   logits for every part, concatenated in part order; a worker controls some of the parts (all by
   default). While a worker acts alone (select), a part it does not control takes its default,
   index 0, and adds nothing to the action's log-probability.
-- :class:`ContinuousActions` (``hierarchy.continuous``): a bounded vector ``(group, "action")``.
+- :class:`ContinuousActions` (``himo.hierarchy.continuous``): a bounded vector ``(group, "action")``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from torch import nn
 from torch.distributions import Categorical, Distribution
 from torchrl.data import Bounded, Categorical as CategoricalSpec, Composite, TensorSpec
 
-from agents.heads import ActorCriticHeads
-from agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
-from envs import keys
+from himo.agents.heads import ActorCriticHeads
+from himo.agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
+from himo.envs import keys
 
 
 def categorical(logits: torch.Tensor) -> Categorical:
@@ -148,7 +148,7 @@ def action_space(group: str, spec: TensorSpec) -> ActionSpace:
 
     Raises ``TypeError`` naming what is not supported.
     """
-    from hierarchy.continuous import ContinuousActions
+    from himo.hierarchy.continuous import ContinuousActions
 
     if isinstance(spec, Bounded) and spec.dtype.is_floating_point:
         return ContinuousActions.from_spec(group, spec)

@@ -25,10 +25,10 @@ from torch.distributions import Independent, Normal
 from torchrl.data import Bounded
 from torchrl.modules import TanhNormal
 
-from agents.heads import GaussianActorCriticHeads
-from agents.soft_policies import SquashedGaussianPolicy
-from envs import keys
-from hierarchy.actions import WorkerPolicy
+from himo.agents.heads import GaussianActorCriticHeads
+from himo.agents.soft_policies import SquashedGaussianPolicy
+from himo.envs import keys
+from himo.hierarchy.actions import WorkerPolicy
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """How one agent group learns from a collected batch: each level's algorithm on the hierarchy's targets.
 
-Each level (workers, manager) has its own algorithm from ``agents.registry.ALGORITHMS`` (PPO, A2C,
+Each level (workers, manager) has its own algorithm from ``himo.agents.registry.ALGORITHMS`` (PPO, A2C,
 TRPO, IMPALA), its own optimiser, schedule and clipping, and can be frozen. This module turns a
-batch into each level's :class:`agents.base.LevelProblem`:
+batch into each level's :class:`himo.agents.base.LevelProblem`:
 
 - **workers**: critic m learns the return of its own reward channel on every step; actor m learns
   in select mode from its own log-probability (of the parts it controls) on the steps where it was
@@ -10,11 +10,11 @@ batch into each level's :class:`agents.base.LevelProblem`:
   log-probability, differentiated with respect to its own outputs (``GroupPolicy.worker_outputs``).
   Samples are env steps with the group's agents kept together (a centralised critic reads the
   whole group);
-- **manager**: the batch is compacted to decision points (``hierarchy.semi_mdp``); its reward is
+- **manager**: the batch is compacted to decision points (``himo.hierarchy.semi_mdp``); its reward is
   the discounted team reward over each option and it bootstraps with ``gamma ** k``; its action is
   the chosen worker (select) or the sampled weights (weighted). With learned termination it also
   regresses an option-value head ``Q(s, o)`` on the semi-MDP returns at decision points and trains
-  the termination heads (``hierarchy.termination``).
+  the termination heads (``himo.hierarchy.termination``).
 
 Targets are GAE (PPO, A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so
 values and the acting policy's log-probabilities are re-evaluated with the current parameters and
@@ -34,8 +34,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents import tags
-from agents.base import (
+from himo.agents import tags
+from himo.agents.base import (
     HeadOutputs,
     LevelAlgorithm,
     LevelMetrics,
@@ -45,15 +45,15 @@ from agents.base import (
     SoftHeadOutputs,
     gradient_epochs,
 )
-from agents.registry import ALGORITHMS
-from agents.soft_policies import CategoricalPolicy
-from agents.vtrace import vtrace_targets
-from envs import keys
-from hierarchy.policy import GroupPolicy
-from hierarchy.replay import manager_transitions, worker_transitions
-from hierarchy.selectors import manager_distribution
-from hierarchy.semi_mdp import compact_to_decisions, decision_indices
-from hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
+from himo.agents.registry import ALGORITHMS
+from himo.agents.soft_policies import CategoricalPolicy
+from himo.agents.vtrace import vtrace_targets
+from himo.envs import keys
+from himo.hierarchy.policy import GroupPolicy
+from himo.hierarchy.replay import manager_transitions, worker_transitions
+from himo.hierarchy.selectors import manager_distribution
+from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices
+from himo.hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
 
 
 def _of_agent(tensor: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
@@ -77,7 +77,7 @@ class GroupLearner:
 
     Args:
         policy: the group's policy.
-        manager: the manager level's algorithm settings (``scenarios.algorithms``).
+        manager: the manager level's algorithm settings (``himo.scenarios.algorithms``).
         workers: the worker level's algorithm settings.
         gamma: discount per env step.
         total_frames: the run's frames (learning-rate schedules end there).
@@ -353,7 +353,7 @@ class GroupLearner:
         return advantage[valid], returns[valid], metrics
 
     def termination_samples(self, batch: TensorDictBase) -> TensorDictBase:
-        """The steps that feed the termination gradient (see ``hierarchy.termination``)."""
+        """The steps that feed the termination gradient (see ``himo.hierarchy.termination``)."""
         return termination_samples(batch, self.group)
 
     def termination_loss(self, inputs: TensorDictBase) -> tuple[torch.Tensor, dict[str, float]]:

@@ -3,10 +3,10 @@
 At every step, for every agent: each modality is encoded once; every worker's heads give logits
 and a value for its own reward channel; the manager reads the fused (detached) embeddings of all
 modalities and scores the workers (with learned termination, it also gives each worker's
-termination logit and option value). The selector (``hierarchy.selectors``) then decides where
+termination logit and option value). The selector (``himo.hierarchy.selectors``) then decides where
 due, carries the option elsewhere and takes the action. The option state is read from
 ``(group, "manager", ...)`` and written to ``("next", group, "manager", ...)``, so it travels as
-env state (see ``hierarchy.state``) and any TorchRL collector carries it.
+env state (see ``himo.hierarchy.state``) and any TorchRL collector carries it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
 
-from agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameters_of
-from agents.soft_policies import CategoricalPolicy
-from agents.heads import ActorCriticHeads, OptionCriticHeads
-from envs import keys
-from hierarchy.actions import ActionSpace
-from hierarchy.selectors import OptionRules, OptionSelector
-from modalities.keyed import KeyedModule
+from himo.agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameters_of
+from himo.agents.soft_policies import CategoricalPolicy
+from himo.agents.heads import ActorCriticHeads, OptionCriticHeads
+from himo.envs import keys
+from himo.hierarchy.actions import ActionSpace
+from himo.hierarchy.selectors import OptionRules, OptionSelector
+from himo.modalities.keyed import KeyedModule
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class GroupPolicy(TensorDictModuleBase):
         shared_encoders: observation key -> small encoder of a shared low-dimensional state.
         workers: the workers, in the manager's choice order.
         manager: the manager network, reading every modality's embedding.
-        actions: the group's action space (``hierarchy.actions``).
+        actions: the group's action space (``himo.hierarchy.actions``).
         rules: the manager's mode and termination.
         agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
     """

@@ -3,12 +3,12 @@
 - **workers**: every env step is a transition of every worker, whichever worker acted: its own
   reward channel, discount ``gamma``. Each row holds the whole group (``[agents]``), so a
   centralised critic can read it.
-- **manager**: one transition per option (``hierarchy.semi_mdp``): the state at the decision, the
+- **manager**: one transition per option (``himo.hierarchy.semi_mdp``): the state at the decision, the
   worker chosen, the discounted team reward over the option, discount ``gamma^k``, and the state
   after the option's last step as successor (where the batch cut the option, the state at the cut).
 
 Rows are TensorDicts with ``state`` and ``successor`` (the group's observations) and one entry per
-head (``action``, ``reward``, ``discount``, ``terminated``), see ``agents.sac.transitions``.
+head (``action``, ``reward``, ``discount``, ``terminated``), see ``himo.agents.sac.transitions``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from agents.sac import transitions
-from envs import keys
-from hierarchy.semi_mdp import compact_to_decisions, decision_indices
-from hierarchy.termination import lanes
+from himo.agents.sac import transitions
+from himo.envs import keys
+from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices
+from himo.hierarchy.termination import lanes
 
 
 def worker_transitions(batch: TensorDictBase, group: str, workers: Sequence[str], gamma: float) -> TensorDict:

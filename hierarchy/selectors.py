@@ -35,9 +35,9 @@ from torch.distributions import Categorical, Dirichlet
 from torch.nn import functional
 from torchrl.envs.utils import ExplorationType, exploration_type
 
-from envs import keys
-from hierarchy.actions import ActionSpace, categorical
-from hierarchy.state import IS_INIT
+from himo.envs import keys
+from himo.hierarchy.actions import ActionSpace, categorical
+from himo.hierarchy.state import IS_INIT
 
 MODES = ("select", "weighted")
 TERMINATIONS = ("interval", "learned")
@@ -51,7 +51,7 @@ WEIGHT_FLOOR = 1e-6
 
 @dataclass(frozen=True)
 class OptionRules:
-    """How a group's manager composes its workers and when its options end (``scenarios.schema.ManagerConfig``).
+    """How a group's manager composes its workers and when its options end (``himo.scenarios.schema.ManagerConfig``).
 
     Attributes:
         mode: ``select`` or ``weighted``.
@@ -114,7 +114,7 @@ class OptionSelector(TensorDictModuleBase):
     log-probability, the env action with its log-probability, and each worker's log-probability of
     that action (of the parts it controls).
 
-    The action space (``hierarchy.actions``) composes the acting policy from the workers';
+    The action space (``himo.hierarchy.actions``) composes the acting policy from the workers';
     ``control [workers, parts]`` says which worker acts on which part of a composite action.
     """
 

@@ -14,7 +14,7 @@ import torch
 from torchrl.data import Composite, Unbounded
 from torchrl.envs import Compose, InitTracker, TensorDictPrimer
 
-from envs import keys
+from himo.envs import keys
 
 IS_INIT = "is_init"
 """Root key set by ``InitTracker``: True at the first step of an episode."""

@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDictBase
 
-from agents import tags
-from envs import keys
-from hierarchy.selectors import termination_probability
-from hierarchy.state import IS_INIT
+from himo.agents import tags
+from himo.envs import keys
+from himo.hierarchy.selectors import termination_probability
+from himo.hierarchy.state import IS_INIT
 
 
 def lanes(tensor: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,10 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from transformers import ASTConfig, ASTModel
 
-from modalities.base import EncoderConfig, EncoderContext
-from modalities.image import ConvolutionFields, TransformerFields
-from modalities.layers import flatten_leading, unflatten_leading
-from modalities.spectrogram import Spectrogram, spectrogram_shape
+from himo.modalities.base import EncoderConfig, EncoderContext
+from himo.modalities.image import ConvolutionFields, TransformerFields
+from himo.modalities.layers import flatten_leading, unflatten_leading
+from himo.modalities.spectrogram import Spectrogram, spectrogram_shape
 
 
 def audio_shape(shape: Sequence[int]) -> tuple[int, int]:

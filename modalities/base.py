@@ -17,8 +17,8 @@ from torch import nn
 from torchrl.data import TensorSpec
 from transformers import PreTrainedTokenizerBase
 
-from modalities.keyed import KeyedModule
-from modalities.layers import freeze
+from himo.modalities.keyed import KeyedModule
+from himo.modalities.layers import freeze
 
 
 @dataclass(frozen=True)

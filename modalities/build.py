@@ -5,8 +5,8 @@ from __future__ import annotations
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 
-from envs import keys
-from modalities.base import EncoderConfig, EncoderContext
+from himo.envs import keys
+from himo.modalities.base import EncoderConfig, EncoderContext
 
 
 def encoder_context(env: EnvBase, group: str, observation_key: str, out_key: tuple[str, ...]) -> EncoderContext:

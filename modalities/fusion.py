@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from modalities.keyed import KeyedModule
-from modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
+from himo.modalities.keyed import KeyedModule
+from himo.modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 Key = str | tuple[str, ...]
 

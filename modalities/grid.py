@@ -14,9 +14,9 @@ from pydantic import Field
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from modalities.base import EncoderContext
-from modalities.image import ConvolutionFields, image_shape
-from modalities.layers import flatten_leading, unflatten_leading
+from himo.modalities.base import EncoderContext
+from himo.modalities.image import ConvolutionFields, image_shape
+from himo.modalities.layers import flatten_leading, unflatten_leading
 
 
 class CellEmbedding(nn.Module):

@@ -13,8 +13,8 @@ from torch import nn
 from torchrl.modules import ConvNet
 from transformers import ViTConfig, ViTModel
 
-from modalities.base import EncoderConfig, EncoderContext
-from modalities.layers import ACTIVATIONS, Activation, check_heads_divide_hidden, flatten_leading, unflatten_leading
+from himo.modalities.base import EncoderConfig, EncoderContext
+from himo.modalities.layers import ACTIVATIONS, Activation, check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 
 class ImageToFloat(nn.Module):

@@ -6,13 +6,13 @@ The scenario schema builds a discriminated union on ``encoder`` from ``ENCODERS`
 
 from __future__ import annotations
 
-from modalities.audio import AstEncoderConfig, SpectrogramEncoderConfig
-from modalities.base import EncoderConfig
-from modalities.fusion import FUSIONS, FusionConfig, build_fusion
-from modalities.grid import GridEncoderConfig
-from modalities.image import CnnEncoderConfig, VitEncoderConfig
-from modalities.text import TransformerEncoderConfig
-from modalities.vector import MlpEncoderConfig
+from himo.modalities.audio import AstEncoderConfig, SpectrogramEncoderConfig
+from himo.modalities.base import EncoderConfig
+from himo.modalities.fusion import FUSIONS, FusionConfig, build_fusion
+from himo.modalities.grid import GridEncoderConfig
+from himo.modalities.image import CnnEncoderConfig, VitEncoderConfig
+from himo.modalities.text import TransformerEncoderConfig
+from himo.modalities.vector import MlpEncoderConfig
 
 ENCODERS: dict[str, type[EncoderConfig]] = {
     "mlp": MlpEncoderConfig,

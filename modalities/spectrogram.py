@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers.audio_utils import mel_filter_bank
 
-from modalities.layers import flatten_leading, unflatten_leading
+from himo.modalities.layers import flatten_leading, unflatten_leading
 
 
 def spectrogram_shape(samples: int, n_fft: int, hop_length: int, mel_bins: int = 0) -> tuple[int, int]:

@@ -21,11 +21,11 @@ from torch import nn
 from torchrl.data import Bounded, Categorical, TensorSpec
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
-from envs import keys
-from envs.text import decode_ids
-from modalities.base import EncoderConfig, EncoderContext
-from modalities.keyed import KeyedModule
-from modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
+from himo.envs import keys
+from himo.envs.text import decode_ids
+from himo.modalities.base import EncoderConfig, EncoderContext
+from himo.modalities.keyed import KeyedModule
+from himo.modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
 
 PACKAGE_PREFIX = "package:"
 _DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")

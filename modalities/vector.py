@@ -11,8 +11,8 @@ from torch import nn
 from torchrl.data import Categorical, TensorSpec
 from torchrl.modules import MLP
 
-from modalities.base import EncoderConfig, EncoderContext
-from modalities.layers import ACTIVATIONS, Activation
+from himo.modalities.base import EncoderConfig, EncoderContext
+from himo.modalities.layers import ACTIVATIONS, Activation
 
 
 class VectorToFloat(nn.Module):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from scenarios.schema_base import Section
+from himo.scenarios.schema_base import Section
 
 
 def epochs_field(default: int) -> Any:
@@ -143,7 +143,7 @@ class SACConfig(LevelAlgorithmBase):
 ALGORITHM_CONFIGS = {
     "ppo": PPOConfig, "a2c": A2CConfig, "a3c": A3CConfig, "trpo": TRPOConfig, "impala": ImpalaConfig, "sac": SACConfig,
 }
-"""Every level algorithm's section, by name (``agents.registry.ALGORITHMS`` holds the same names)."""
+"""Every level algorithm's section, by name (``himo.agents.registry.ALGORITHMS`` holds the same names)."""
 
 LevelAlgorithmConfig = Annotated[
     PPOConfig | A2CConfig | A3CConfig | TRPOConfig | ImpalaConfig | SACConfig, Field(discriminator="name")

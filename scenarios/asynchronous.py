@@ -3,7 +3,7 @@
 The training process puts the policy's parameters and each level's optimiser state in shared memory
 and starts the processes (``spawn``). Each one builds its own env (``env.num_envs`` envs, seeded
 apart) and TorchRL ``Collector`` over the shared policy, and after each batch takes its learners'
-A3C step (``agents.a3c``) straight on the shared parameters. The frame counter is shared; each
+A3C step (``himo.agents.a3c``) straight on the shared parameters. The frame counter is shared; each
 process reports its batch's metrics, which the training process logs, checkpoints and shows, as
 the synchronous run does. A checkpoint is a snapshot of parameters that other processes may be
 updating at that moment (lock-free updates), and a resumed run starts fresh episodes.
@@ -19,20 +19,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.multiprocessing as multiprocessing
 
-from agents.a3c import attach_optimizer_state, share_optimizer_state
-from agents.optim import NonFiniteLossError
-from agents import tags
-from hierarchy.learner import GroupLearner
-from hierarchy.policy import HierarchicalPolicy
-from scenarios.build import build_env
-from scenarios.checkpoint import seed_everything
-from scenarios.collection import ACTOR_SEED_STRIDE
-from scenarios.errors import RunError
-from scenarios.metrics import batch_metrics
-from scenarios.schema import Scenario
+from himo.agents.a3c import attach_optimizer_state, share_optimizer_state
+from himo.agents.optim import NonFiniteLossError
+from himo.agents import tags
+from himo.hierarchy.learner import GroupLearner
+from himo.hierarchy.policy import HierarchicalPolicy
+from himo.scenarios.build import build_env
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.collection import ACTOR_SEED_STRIDE
+from himo.scenarios.errors import RunError
+from himo.scenarios.metrics import batch_metrics
+from himo.scenarios.schema import Scenario
 
 if TYPE_CHECKING:
-    from scenarios.run import Trainer
+    from himo.scenarios.run import Trainer
 
 REPORT_TIMEOUT_SECONDS = 600.0
 """How long the training process waits for any actor-learner's report before it gives up on them."""

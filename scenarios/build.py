@@ -6,18 +6,18 @@ from pathlib import Path
 
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 
-from envs import keys
-from envs.registry import make_env
-from envs.rewards import RewardChannels, make_reward_function
-from hierarchy.actions import ActionSpace, DiscreteActions, action_space
-from hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
-from hierarchy.selectors import OptionRules
-from hierarchy.state import option_state_transforms
-from modalities.build import build_encoder, encoder_context
-from modalities.fusion import build_fusion
-from modalities.vector import MlpEncoderConfig
-from scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
-from scenarios.schema import LearnedTermination, Scenario
+from himo.envs import keys
+from himo.envs.registry import make_env
+from himo.envs.rewards import RewardChannels, make_reward_function
+from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
+from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
+from himo.hierarchy.selectors import OptionRules
+from himo.hierarchy.state import option_state_transforms
+from himo.modalities.build import build_encoder, encoder_context
+from himo.modalities.fusion import build_fusion
+from himo.modalities.vector import MlpEncoderConfig
+from himo.scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
+from himo.scenarios.schema import LearnedTermination, Scenario
 
 
 def _error(scenario: Scenario, path: tuple[str, ...], message: str) -> ScenarioError:
@@ -207,7 +207,7 @@ LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager
 
 def load_level_checkpoints(scenario: Scenario, policy: HierarchicalPolicy) -> None:
     """Load the parameters of every level whose ``algorithm.<level>.checkpoint`` names a run checkpoint."""
-    from scenarios.checkpoint import CheckpointError, load_checkpoint
+    from himo.scenarios.checkpoint import CheckpointError, load_checkpoint
 
     for level, modules in LEVEL_MODULES.items():
         path = getattr(scenario.algorithm, level).checkpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenarios.errors import ScenarioError, with_suggestion
+from himo.scenarios.errors import ScenarioError, with_suggestion
 
 SCENARIO_FOLDER = Path(__file__).parent
 DEFAULT_SCENARIO = "beacon"

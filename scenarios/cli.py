@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 from pathlib import Path
 
-from scenarios.catalog import builtin_scenarios
-from scenarios.checkpoint import CheckpointError
-from scenarios.errors import RunError, ScenarioError
-from scenarios.interrupt import EXIT_CODE, RunInterrupted
-from scenarios.loader import load, read_yaml, to_yaml
+from himo.scenarios.catalog import builtin_scenarios
+from himo.scenarios.checkpoint import CheckpointError
+from himo.scenarios.errors import RunError, ScenarioError
+from himo.scenarios.interrupt import EXIT_CODE, RunInterrupted
+from himo.scenarios.loader import load, read_yaml, to_yaml
 
 SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
 
@@ -43,14 +43,14 @@ def _show(arguments: argparse.Namespace) -> int:
 
 
 def _reference(arguments: argparse.Namespace) -> int:
-    from scenarios.reference import markdown_reference
+    from himo.scenarios.reference import markdown_reference
 
     print(markdown_reference(), end="")
     return 0
 
 
 def _rollout(arguments: argparse.Namespace) -> int:
-    from scenarios.rollout import random_rollout
+    from himo.scenarios.rollout import random_rollout
 
     scenario = load(arguments.scenario, arguments.set)
     print(random_rollout(scenario, steps=arguments.steps).summary())
@@ -58,7 +58,7 @@ def _rollout(arguments: argparse.Namespace) -> int:
 
 
 def _train(arguments: argparse.Namespace) -> int:
-    from scenarios.run import train
+    from himo.scenarios.run import train
 
     scenario = load(arguments.scenario, arguments.set)
     print(train(scenario, progress=not arguments.quiet).summary())
@@ -66,14 +66,14 @@ def _train(arguments: argparse.Namespace) -> int:
 
 
 def _resume(arguments: argparse.Namespace) -> int:
-    from scenarios.run import resume
+    from himo.scenarios.run import resume
 
     print(resume(Path(arguments.run), progress=not arguments.quiet).summary())
     return 0
 
 
 def _eval(arguments: argparse.Namespace) -> int:
-    from scenarios.evaluate import evaluate
+    from himo.scenarios.evaluate import evaluate
 
     print(evaluate(Path(arguments.run), arguments.episodes).summary())
     return 0
@@ -81,7 +81,7 @@ def _eval(arguments: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``himo`` command."""
-    from scenarios.reference import text_reference
+    from himo.scenarios.reference import text_reference
 
     parser = argparse.ArgumentParser(
         prog="himo", description="Hierarchical, multi-agent, multimodal reinforcement learning."

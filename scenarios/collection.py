@@ -15,9 +15,9 @@ from typing import Any
 from torchrl.collectors import Collector, MultiAsyncCollector
 from torchrl.envs import EnvBase
 
-from hierarchy.policy import HierarchicalPolicy
-from scenarios.build import build_env
-from scenarios.schema import Scenario
+from himo.hierarchy.policy import HierarchicalPolicy
+from himo.scenarios.build import build_env
+from himo.scenarios.schema import Scenario
 
 ACTOR_SEED_STRIDE = 10_000
 """Actor ``i`` seeds its envs with ``train.seed + frames + (i + 1) * ACTOR_SEED_STRIDE``."""

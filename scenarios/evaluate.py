@@ -9,12 +9,12 @@ import torch
 from torchrl.collectors import Collector
 from torchrl.envs.utils import ExplorationType
 
-from envs import keys
-from scenarios.build import build_env, build_policy
-from scenarios.checkpoint import LATEST, load_checkpoint, seed_everything
-from scenarios.loader import load
-from scenarios.metrics import team_returns
-from scenarios.run import CHECKPOINT_FOLDER, SCENARIO_FILE
+from himo.envs import keys
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import LATEST, load_checkpoint, seed_everything
+from himo.scenarios.loader import load
+from himo.scenarios.metrics import team_returns
+from himo.scenarios.run import CHECKPOINT_FOLDER, SCENARIO_FILE
 
 EVALUATION_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs so they see other episodes."""

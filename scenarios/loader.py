@@ -1,7 +1,7 @@
 """Load a scenario: YAML with line numbers, ``extends`` inheritance and ``--set`` overrides.
 
-The result is a validated, frozen :class:`scenarios.schema.Scenario`. Every error is raised as a
-:class:`scenarios.errors.ScenarioError` that names the file, the line and the dotted field path.
+The result is a validated, frozen :class:`himo.scenarios.schema.Scenario`. Every error is raised as a
+:class:`himo.scenarios.errors.ScenarioError` that names the file, the line and the dotted field path.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from scenarios.catalog import resolve_scenario
-from scenarios.errors import FieldPath, Origin, ScenarioError, from_validation
-from scenarios.schema import Scenario
+from himo.scenarios.catalog import resolve_scenario
+from himo.scenarios.errors import FieldPath, Origin, ScenarioError, from_validation
+from himo.scenarios.schema import Scenario
 
 EXTENDS = "extends"
 

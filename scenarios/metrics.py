@@ -1,4 +1,4 @@
-"""Per-batch metrics of a collected batch, keyed by their TensorBoard tags (``agents.tags``)."""
+"""Per-batch metrics of a collected batch, keyed by their TensorBoard tags (``himo.agents.tags``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from envs import keys
-from agents import tags
+from himo.envs import keys
+from himo.agents import tags
 
 
 def team_returns(ends: TensorDictBase, groups: Sequence[str]) -> torch.Tensor:

@@ -6,7 +6,7 @@ A resume point holds, as they were after a batch's update:
 - under ``"collection"``: the collector's own state (``Collector.state_dict()``: its frame and batch
   counters and the transforms' buffers; without the policy, which a checkpoint holds once), the
   TensorDict the collector carries into the next step (the observation, the step counters, the
-  running episode returns, the option state) and the env's own state (``envs.env_state``).
+  running episode returns, the option state) and the env's own state (``himo.envs.env_state``).
 
 TorchRL's collector keeps the carried TensorDict in ``_carrier`` and offers no public way to read or
 set it (its ``load_state_dict`` starts fresh trajectories), so this module is the one place that
@@ -24,8 +24,8 @@ from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
-from envs.env_state import can_capture, capture_env_state, restore_env_state
-from scenarios.checkpoint import random_states, restore_random_states
+from himo.envs.env_state import can_capture, capture_env_state, restore_env_state
+from himo.scenarios.checkpoint import random_states, restore_random_states
 
 CARRIER = "_carrier"
 """The collector's attribute holding the TensorDict that the next step starts from."""

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torchrl.collectors import Collector
 
-from envs import keys
-from scenarios.build import agent_groups, build_env
-from scenarios.schema import Scenario
+from himo.envs import keys
+from himo.scenarios.build import agent_groups, build_env
+from himo.scenarios.schema import Scenario
 
 
 @dataclass

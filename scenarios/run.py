@@ -3,7 +3,7 @@
 A run lives in ``<log.dir>/<scenario>-<time>/``: ``scenario.yaml`` (the resolved scenario),
 TensorBoard event files, and ``checkpoints/latest.pt`` (written atomically every
 ``log.checkpoint_every`` frames, at the end, and when Ctrl-C stops the run). A checkpoint holds the
-state after a batch: policy, optimisers and schedules, and the resume point (``scenarios.resume_point``:
+state after a batch: policy, optimisers and schedules, and the resume point (``himo.scenarios.resume_point``:
 random generators, collector, carried TensorDict and env state), so a resumed run continues exactly.
 """
 
@@ -20,21 +20,21 @@ from torch.utils.tensorboard import SummaryWriter
 from torchrl.collectors import Collector, MultiAsyncCollector
 from tqdm import tqdm
 
-from agents.optim import NonFiniteLossError
-from agents.sac import ReplayBufferTooLarge
-from agents import tags
-from hierarchy.learner import GroupLearner
-from hierarchy.policy import HierarchicalPolicy
-from scenarios.build import build_env, build_policy, load_level_checkpoints
-from scenarios.errors import RunError
-from scenarios.checkpoint import LATEST, load_checkpoint, save_atomically, seed_everything
-from scenarios.asynchronous import run_actor_learners, uses_actor_learners
-from scenarios.collection import is_asynchronous, make_collector
-from scenarios.interrupt import InterruptGuard, RunInterrupted
-from scenarios.loader import load, to_yaml
-from scenarios.metrics import batch_metrics
-from scenarios.resume_point import capture_resume_point, restore_resume_point
-from scenarios.schema import Scenario
+from himo.agents.optim import NonFiniteLossError
+from himo.agents.sac import ReplayBufferTooLarge
+from himo.agents import tags
+from himo.hierarchy.learner import GroupLearner
+from himo.hierarchy.policy import HierarchicalPolicy
+from himo.scenarios.build import build_env, build_policy, load_level_checkpoints
+from himo.scenarios.errors import RunError
+from himo.scenarios.checkpoint import LATEST, load_checkpoint, save_atomically, seed_everything
+from himo.scenarios.asynchronous import run_actor_learners, uses_actor_learners
+from himo.scenarios.collection import is_asynchronous, make_collector
+from himo.scenarios.interrupt import InterruptGuard, RunInterrupted
+from himo.scenarios.loader import load, to_yaml
+from himo.scenarios.metrics import batch_metrics
+from himo.scenarios.resume_point import capture_resume_point, restore_resume_point
+from himo.scenarios.schema import Scenario
 
 SCENARIO_FILE = "scenario.yaml"
 CHECKPOINT_FOLDER = "checkpoints"
@@ -127,7 +127,7 @@ class Trainer:
         return self.folder / CHECKPOINT_FOLDER / LATEST
 
     def save(self) -> None:
-        """Write the latest checkpoint atomically: the state after the last batch (see `scenarios.resume_point`)."""
+        """Write the latest checkpoint atomically: the state after the last batch (see `himo.scenarios.resume_point`)."""
         if self._resume_point is None:
             raise RuntimeError("Trainer.save() is called by run(), once the collector exists")
         state = {
@@ -143,7 +143,7 @@ class Trainer:
     def run(self, progress: bool = True) -> TrainResult:
         """Train until ``train.frames``; returns the learning curve.
 
-        Ctrl-C stops the run between two batches and saves its checkpoint (`scenarios.interrupt`);
+        Ctrl-C stops the run between two batches and saves its checkpoint (`himo.scenarios.interrupt`);
         ``RunInterrupted`` then says where it is and how to resume.
         """
         scenario = self.scenario
@@ -193,7 +193,7 @@ class Trainer:
         return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds)
 
     def _run_actor_learners(self, target: int, progress: bool) -> TrainResult:
-        """A3C: actor-learner processes update the shared policy (``scenarios.asynchronous``); this process logs,
+        """A3C: actor-learner processes update the shared policy (``himo.scenarios.asynchronous``); this process logs,
         checkpoints and handles Ctrl-C."""
         scenario = self.scenario
         groups = list(self.policy.groups)

@@ -1,7 +1,7 @@
 """The scenario schema: every field a scenario file may hold, with its type, default and description.
 
 This module is the one definition of the scenario file. The README's scenario reference and the
-``himo show --help`` field list are generated from it (``scenarios.reference``). A loaded scenario
+``himo show --help`` field list are generated from it (``himo.scenarios.reference``). A loaded scenario
 is frozen: models reject attribute assignment, mappings are read-only and lists are tuples.
 """
 
@@ -13,13 +13,13 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, ConfigDict, Field, WrapSerializer, field_validator, model_validator
 
-from envs.registry import split_env_id
-from envs.rewards import REWARD_FUNCTIONS, make_reward_function
-from scenarios.algorithms import AlgorithmConfig
-from scenarios.errors import FieldProblem, with_suggestion
-from scenarios.schema_base import Section
-from modalities.fusion import FUSIONS
-from modalities.registry import ENCODERS
+from himo.envs.registry import split_env_id
+from himo.envs.rewards import REWARD_FUNCTIONS, make_reward_function
+from himo.scenarios.algorithms import AlgorithmConfig
+from himo.scenarios.errors import FieldProblem, with_suggestion
+from himo.scenarios.schema_base import Section
+from himo.modalities.fusion import FUSIONS
+from himo.modalities.registry import ENCODERS
 
 
 def _read_only(value: Mapping) -> Mapping:
@@ -283,7 +283,7 @@ class Scenario(Section):
                 f"level's {trained[other].name} {FAMILY_REASONS[other_family]}; use algorithms of one kind at both "
                 f"levels (or freeze one level)",
             )
-        # A frozen level still runs in its algorithm's process layout (see scenarios.collection).
+        # A frozen level still runs in its algorithm's process layout (see himo.scenarios.collection).
         layouts = {ALGORITHM_FAMILIES[config.name] for config in levels.values()}
         if self.train.actors > 1 and not {"lagged", "asynchronous"} & layouts:
             raise FieldProblem(

@@ -12,7 +12,7 @@ from hierarchy_ablation import variants  # noqa: E402
 from manager_algorithms import ALGORITHMS as MANAGER_ALGORITHMS  # noqa: E402
 from manager_algorithms import arm_overrides, rises, window_mean  # noqa: E402
 
-from scenarios.loader import load  # noqa: E402
+from himo.scenarios.loader import load  # noqa: E402
 
 
 def test_every_ablation_variant_of_the_default_scenario_loads() -> None:

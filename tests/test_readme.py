@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenarios.reference import README_BEGIN, README_END, markdown_reference
+from himo.scenarios.reference import README_BEGIN, README_END, markdown_reference
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -1,4 +1,4 @@
-"""Built-in multimodal multi-agent environments, reached as ``himo/<name>`` (see ``envs.registry``).
+"""Built-in multimodal multi-agent environments, reached as ``himo/<name>`` (see ``himo.envs.registry``).
 
 ``BUILTIN_ENVS`` maps each name to its TorchRL ``EnvBase`` class; every class takes
 ``num_envs``, ``seed``, ``device`` and its own validated kwargs.
@@ -10,7 +10,7 @@ from typing import Any
 
 from torchrl.envs import EnvBase
 
-from envs.builtin.beacon import BeaconEnv
+from himo.envs.builtin.beacon import BeaconEnv
 
 BUILTIN_ENVS: dict[str, type[EnvBase]] = {"beacon": BeaconEnv}
 

@@ -9,7 +9,7 @@ the episode. Each modality is necessary in some situations and insufficient alon
   difference, distance by loudness, identity by frequency);
 * **image** (``view``) is the only place lava, walls and the exact position of nearby beacons show.
 
-Rules: see :mod:`envs.builtin.beacon_world`; the sound model: :mod:`envs.builtin.beacon_render`.
+Rules: see :mod:`himo.envs.builtin.beacon_world`; the sound model: :mod:`himo.envs.builtin.beacon_render`.
 
 Keys (E = ``num_envs``, A = ``agents``, V = ``view``, t = ``tile``, L = mission length (5)):
 
@@ -47,7 +47,7 @@ of the observation spec, like TorchRL's info readers, so they are written under 
 * ``approach_sound`` (audio): how much closer (Euclidean, in cells) the agent got to the source of
   its target tone this step (negative when it moved away; 0 once arrived).
 
-Kwargs are the fields of :class:`~envs.builtin.beacon_config.BeaconConfig` (agents 2, size 9,
+Kwargs are the fields of :class:`~himo.envs.builtin.beacon_config.BeaconConfig` (agents 2, size 9,
 beacons 3, hazards 4, view 5, tile 4, max_steps 48, sample_rate 4000, samples 256, noise 0.0).
 """
 
@@ -60,10 +60,10 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
-from envs import keys
-from envs.builtin.beacon_config import ACTION_NAMES, ACTION_PARTS, COMPONENT_NAMES, BeaconConfig
-from envs.builtin.beacon_render import BeaconRenderer
-from envs.builtin.beacon_world import BeaconWorld, StepOutcome
+from himo.envs import keys
+from himo.envs.builtin.beacon_config import ACTION_NAMES, ACTION_PARTS, COMPONENT_NAMES, BeaconConfig
+from himo.envs.builtin.beacon_render import BeaconRenderer
+from himo.envs.builtin.beacon_world import BeaconWorld, StepOutcome
 
 GROUP = "agents"
 VIEW, MISSION, SOUND, DIRECTION = "view", "mission", "sound", "direction"
@@ -166,7 +166,7 @@ class BeaconEnv(EnvBase):
 
     # ------------------------------------------------------------------------------ TorchRL API
     def capture_state(self) -> dict[str, Any]:
-        """The worlds' state, their generator's and the last observation, copied (see ``envs.env_state``)."""
+        """The worlds' state, their generator's and the last observation, copied (see ``himo.envs.env_state``)."""
         return {"world": self.world.state_dict(), "observation": _copied(self._observation)}
 
     def restore_state(self, state: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ Each agent ``agent_<i>`` observes a gymnasium ``Dict``: ``view`` (uint8 ``[3, H,
 ``mission`` (``Dict(input_ids int64 [L], attention_mask bool [L])``), ``sound`` (float32
 ``[2, samples]``) and ``direction`` (float32 one-hot ``[4]``), exactly as the TorchRL env's
 per-agent slices, so ``torchrl.envs.PettingZooWrapper`` and the project's adapter
-(``make_env("pettingzoo/envs.builtin.beacon_pettingzoo", ...)``) yield the same keys; the adapter
+(``make_env("pettingzoo/himo.envs.builtin.beacon_pettingzoo", ...)``) yield the same keys; the adapter
 exposes the ``tokenizers`` attribute (``{"mission": tokenizer}``) as ``env.tokenizers``. Actions are
 ``Discrete(4)`` over ``action_names``; an agent missing from the action dict stays. The reward
 components of the step are in ``infos[agent]["reward_components"]`` (names declared in
@@ -22,11 +22,11 @@ import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs import keys
-from envs.builtin.beacon import DIRECTION, MISSION, SOUND, VIEW, reward_components
-from envs.builtin.beacon_config import ACTION_NAMES, COMPONENT_NAMES, STAY, BeaconConfig
-from envs.builtin.beacon_render import BeaconRenderer
-from envs.builtin.beacon_world import BeaconWorld
+from himo.envs import keys
+from himo.envs.builtin.beacon import DIRECTION, MISSION, SOUND, VIEW, reward_components
+from himo.envs.builtin.beacon_config import ACTION_NAMES, COMPONENT_NAMES, STAY, BeaconConfig
+from himo.envs.builtin.beacon_render import BeaconRenderer
+from himo.envs.builtin.beacon_world import BeaconWorld
 
 
 class BeaconParallelEnv(ParallelEnv):

@@ -20,9 +20,9 @@ import math
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from envs.builtin.beacon_config import COLOURS, MISSION_TEMPLATES, TONES_HZ, BeaconConfig
-from envs.builtin.beacon_world import AGENT, BEACON, FLOOR, LAVA, NUMBER_OF_CODES, WALL, BeaconWorld
-from envs.text import build_word_tokenizer, encode_texts
+from himo.envs.builtin.beacon_config import COLOURS, MISSION_TEMPLATES, TONES_HZ, BeaconConfig
+from himo.envs.builtin.beacon_world import AGENT, BEACON, FLOOR, LAVA, NUMBER_OF_CODES, WALL, BeaconWorld
+from himo.envs.text import build_word_tokenizer, encode_texts
 
 SPEED_OF_SOUND = 343.0  # metres per second
 CELL_METRES = 1.0

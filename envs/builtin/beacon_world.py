@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from envs.builtin.beacon_config import COLOURS, FORWARD, LEFT, RIGHT, BeaconConfig, MISSION_TEMPLATES
+from himo.envs.builtin.beacon_config import COLOURS, FORWARD, LEFT, RIGHT, BeaconConfig, MISSION_TEMPLATES
 
 FLOOR, WALL, LAVA, AGENT = 0, 1, 2, 3
 BEACON = 4  # code of the beacon of colour c is BEACON + c

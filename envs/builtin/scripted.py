@@ -23,11 +23,11 @@ import torch
 from tensordict import TensorDictBase
 from transformers import PreTrainedTokenizerFast
 
-from envs import keys
-from envs.builtin.beacon import BeaconEnv
-from envs.builtin.beacon_config import COLOURS, FORWARD, LEFT, RIGHT, TONES_HZ, BeaconConfig
-from envs.builtin.beacon_render import HEAD_METRES, PALETTE, SPEED_OF_SOUND, ear_gains
-from envs.builtin.beacon_world import AGENT, BEACON, FLOOR
+from himo.envs import keys
+from himo.envs.builtin.beacon import BeaconEnv
+from himo.envs.builtin.beacon_config import COLOURS, FORWARD, LEFT, RIGHT, TONES_HZ, BeaconConfig
+from himo.envs.builtin.beacon_render import HEAD_METRES, PALETTE, SPEED_OF_SOUND, ear_gains
+from himo.envs.builtin.beacon_world import AGENT, BEACON, FLOOR
 
 UNKNOWN = -1
 AHEAD_HALF_ANGLE = math.pi / 4 + 0.1  # slack so a beacon at 45 degrees counts as ahead

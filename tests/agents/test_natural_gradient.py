@@ -8,7 +8,7 @@ from torch import nn
 from torch.distributions import Categorical, kl_divergence
 from torch.nn.utils import parameters_to_vector
 
-from agents.natural_gradient import conjugate_gradient, fisher_vector_product, trpo_step
+from himo.agents.natural_gradient import conjugate_gradient, fisher_vector_product, trpo_step
 
 FEATURES, ACTIONS, SAMPLES = 5, 4, 64
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from agents.optim import (
+from himo.agents.optim import (
     OPTIMIZERS,
     LevelOptimizer,
     NonFiniteLossError,
@@ -110,7 +110,7 @@ def test_select_and_count_parameters_deduplicate_shared_modules() -> None:
 
 
 def test_from_settings_reads_a_scenario_level() -> None:
-    from scenarios.algorithms import PPOConfig as LevelAlgorithmConfig
+    from himo.scenarios.algorithms import PPOConfig as LevelAlgorithmConfig
 
     settings = LevelAlgorithmConfig(optimizer="rmsprop", lr=0.01, lr_schedule="linear", max_grad_norm=None)
     parameter = nn.Parameter(torch.zeros(2))

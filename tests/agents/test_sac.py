@@ -11,9 +11,9 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torchrl.modules import TanhNormal
 
-from agents.base import HeadShape, LevelModel, ReplayProblem, SoftHeadOutputs
-from agents.sac import SAC, TwinQ, automatic_target_entropy, transitions
-from agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
+from himo.agents.base import HeadShape, LevelModel, ReplayProblem, SoftHeadOutputs
+from himo.agents.sac import SAC, TwinQ, automatic_target_entropy, transitions
+from himo.agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from agents.vtrace import vtrace_targets
+from himo.agents.vtrace import vtrace_targets
 
 LANES, TIME = 3, 9
 

@@ -7,10 +7,10 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
-from envs import keys
-from envs.builtin.beacon import BeaconEnv
-from envs.builtin.beacon_config import ACTION_PARTS, FORWARD, LEFT, RIGHT, STAY
-from envs.builtin.beacon_pettingzoo import BeaconParallelEnv
+from himo.envs import keys
+from himo.envs.builtin.beacon import BeaconEnv
+from himo.envs.builtin.beacon_config import ACTION_PARTS, FORWARD, LEFT, RIGHT, STAY
+from himo.envs.builtin.beacon_pettingzoo import BeaconParallelEnv
 
 GROUP = "agents"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envs.builtin import make_builtin_env
-from envs.builtin.beacon import BeaconEnv
-from envs.builtin.beacon_config import COLOURS, TONES_HZ
-from envs.builtin.beacon_world import BEACON, FLOOR
+from himo.envs.builtin import make_builtin_env
+from himo.envs.builtin.beacon import BeaconEnv
+from himo.envs.builtin.beacon_config import COLOURS, TONES_HZ
+from himo.envs.builtin.beacon_world import BEACON, FLOOR
 
 NORTH = 3
 

@@ -7,13 +7,13 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
-from envs import keys
-from envs.builtin import BUILTIN_ENVS, make_builtin_env
-from envs.builtin.beacon import BeaconEnv
-from envs.builtin.beacon_config import COLOURS, COMPONENT_NAMES, FORWARD, STAY
-from envs.builtin.beacon_world import BEACON, FLOOR, LAVA, WALL
-from envs.registry import make_env
-from envs.text import decode_ids
+from himo.envs import keys
+from himo.envs.builtin import BUILTIN_ENVS, make_builtin_env
+from himo.envs.builtin.beacon import BeaconEnv
+from himo.envs.builtin.beacon_config import COLOURS, COMPONENT_NAMES, FORWARD, STAY
+from himo.envs.builtin.beacon_world import BEACON, FLOOR, LAVA, WALL
+from himo.envs.registry import make_env
+from himo.envs.text import decode_ids
 
 GROUP = "agents"
 

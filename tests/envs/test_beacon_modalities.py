@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from envs.builtin import make_builtin_env
-from envs.builtin.scripted import ScriptedBeaconPolicy, evaluate_scripted
+from himo.envs.builtin import make_builtin_env
+from himo.envs.builtin.scripted import ScriptedBeaconPolicy, evaluate_scripted
 
 EPISODES = 192
 

@@ -7,12 +7,12 @@ import torch
 from pettingzoo.test import parallel_api_test
 from torchrl.envs.utils import check_env_specs
 
-from envs import keys
-from envs.builtin import make_builtin_env
-from envs.builtin.beacon_config import COLOURS, COMPONENT_NAMES, MISSION_TEMPLATES
-from envs.builtin.beacon_pettingzoo import BeaconParallelEnv
-from envs.registry import make_env
-from envs.text import decode_ids
+from himo.envs import keys
+from himo.envs.builtin import make_builtin_env
+from himo.envs.builtin.beacon_config import COLOURS, COMPONENT_NAMES, MISSION_TEMPLATES
+from himo.envs.builtin.beacon_pettingzoo import BeaconParallelEnv
+from himo.envs.registry import make_env
+from himo.envs.text import decode_ids
 
 
 def test_parallel_api_test_passes():
@@ -59,7 +59,7 @@ def test_matches_the_torchrl_env_with_one_world():
         td = following
 
 
-BEACON_PETTINGZOO = "pettingzoo/envs.builtin.beacon_pettingzoo"
+BEACON_PETTINGZOO = "pettingzoo/himo.envs.builtin.beacon_pettingzoo"
 
 
 def test_runs_through_the_pettingzoo_adapter_with_the_keys_of_himo_beacon():

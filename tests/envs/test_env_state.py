@@ -7,10 +7,10 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs import TransformedEnv
 
-from envs.builtin import make_builtin_env
-from envs.env_state import can_capture, capture_env_state, restore_env_state
-from envs.registry import make_env
-from envs.rewards import Novelty, RewardChannels
+from himo.envs.builtin import make_builtin_env
+from himo.envs.env_state import can_capture, capture_env_state, restore_env_state
+from himo.envs.registry import make_env
+from himo.envs.rewards import Novelty, RewardChannels
 
 
 def beacon_with_novelty(**kwargs) -> TransformedEnv:

@@ -9,10 +9,10 @@ import torch
 from envs_test_helpers import COMPONENTS_ENV_ID, EPISODE_LENGTH
 from torchrl.envs.utils import check_env_specs
 
-from envs import keys
-from envs.gymnasium_adapter import GROUP, import_optional, make_gymnasium_env
-from envs.registry import make_env
-from envs.text import decode_ids
+from himo.envs import keys
+from himo.envs.gymnasium_adapter import GROUP, import_optional, make_gymnasium_env
+from himo.envs.registry import make_env
+from himo.envs.text import decode_ids
 
 BABYAI = "BabyAI-GoToRedBallGrey-v0"
 DOORKEY = "MiniGrid-DoorKey-5x5-v0"
@@ -140,7 +140,7 @@ def test_undeclared_reward_component_is_an_error() -> None:
 
 
 def test_text_space_needs_a_vocabulary() -> None:
-    from envs.spaces import ObservationConverter
+    from himo.envs.spaces import ObservationConverter
 
     space = gymnasium.spaces.Dict({"note": gymnasium.spaces.Text(20)})
     with pytest.raises(ValueError, match="vocabularies"):
@@ -152,7 +152,7 @@ def test_text_space_needs_a_vocabulary() -> None:
 
 
 def test_nested_dict_spaces_give_nested_entries() -> None:
-    from envs.spaces import ObservationConverter
+    from himo.envs.spaces import ObservationConverter
 
     spaces = gymnasium.spaces
     space = spaces.Dict(

@@ -9,9 +9,9 @@ import torch
 from envs_test_helpers import EPISODE_LENGTH
 from torchrl.envs.utils import MarlGroupMapType, check_env_specs
 
-from envs import keys
-from envs.pettingzoo_adapter import default_group_map, make_pettingzoo_env
-from envs.registry import make_env
+from himo.envs import keys
+from himo.envs.pettingzoo_adapter import default_group_map, make_pettingzoo_env
+from himo.envs.registry import make_env
 
 SPEAKER_LISTENER = "mpe2.simple_speaker_listener_v4"
 MAX_CYCLES = 25  # simple_speaker_listener_v4's default episode length

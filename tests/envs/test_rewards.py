@@ -11,10 +11,10 @@ from tensordict import TensorDict
 from torchrl.envs import Compose, RewardSum, TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
-from envs import keys
-from envs.gymnasium_adapter import GROUP, GymnasiumVectorEnv, make_gymnasium_env
-from envs.registry import make_env
-from envs.rewards import REWARD_FUNCTIONS, RewardChannels, StepCost, make_reward_function
+from himo.envs import keys
+from himo.envs.gymnasium_adapter import GROUP, GymnasiumVectorEnv, make_gymnasium_env
+from himo.envs.registry import make_env
+from himo.envs.rewards import REWARD_FUNCTIONS, RewardChannels, StepCost, make_reward_function
 
 
 def components_env(mixes, functions=None) -> TransformedEnv:

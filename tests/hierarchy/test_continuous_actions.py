@@ -10,8 +10,8 @@ from tensordict import TensorDict
 from torch.distributions import Normal
 from torchrl.data import Bounded
 
-from hierarchy.actions import action_space
-from hierarchy.continuous import ContinuousActions
+from himo.hierarchy.actions import action_space
+from himo.hierarchy.continuous import ContinuousActions
 
 GROUP = "agents"
 WORKERS = ["a", "b", "c"]

@@ -14,11 +14,11 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 
-from envs import keys
-from hierarchy.state import IS_INIT
-from scenarios.build import agent_groups, build_env, build_policy
-from scenarios.checkpoint import seed_everything
-from scenarios.loader import load
+from himo.envs import keys
+from himo.hierarchy.state import IS_INIT
+from himo.scenarios.build import agent_groups, build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.loader import load
 
 ENVS = 2
 MAX_STEPS = 8
@@ -154,7 +154,7 @@ def test_with_long_options_the_manager_decides_only_at_episode_starts() -> None:
 def test_unvalidated_categorical_matches_torch_and_still_refuses_nan_logits() -> None:
     from torch.distributions import Categorical
 
-    from hierarchy.actions import categorical
+    from himo.hierarchy.actions import categorical
 
     logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]])
     actions = torch.tensor([2, 1])

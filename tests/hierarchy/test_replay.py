@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from envs import keys
-from hierarchy.replay import manager_transitions, worker_transitions
+from himo.envs import keys
+from himo.hierarchy.replay import manager_transitions, worker_transitions
 
 GAMMA = 0.9
 

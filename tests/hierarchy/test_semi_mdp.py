@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from hierarchy.semi_mdp import compact_to_decisions, decision_indices
+from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices
 
 B = torch.bool
 

@@ -19,14 +19,14 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.envs.utils import ExplorationType
 
-from envs import keys
-from hierarchy.learner import GroupLearner
-from hierarchy.policy import HierarchicalPolicy
-from hierarchy.selectors import CONCENTRATION_FLOOR
-from hierarchy.state import IS_INIT
-from scenarios.build import agent_groups, build_env, build_policy
-from scenarios.checkpoint import seed_everything
-from scenarios.loader import load
+from himo.envs import keys
+from himo.hierarchy.learner import GroupLearner
+from himo.hierarchy.policy import HierarchicalPolicy
+from himo.hierarchy.selectors import CONCENTRATION_FLOOR
+from himo.hierarchy.state import IS_INIT
+from himo.scenarios.build import agent_groups, build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.loader import load
 
 ENVS, MAX_STEPS, STEPS = 2, 8, 28
 SMALL_BEACON = [f"env.num_envs={ENVS}", f"env.kwargs.max_steps={MAX_STEPS}"]

@@ -10,9 +10,9 @@ import torch
 from torchrl.data import Bounded, Categorical, Composite, TensorSpec, Unbounded
 from transformers import PreTrainedTokenizerFast
 
-from envs import keys
-from envs.text import build_word_tokenizer
-from modalities.base import EncoderContext
+from himo.envs import keys
+from himo.envs.text import build_word_tokenizer
+from himo.modalities.base import EncoderContext
 
 GROUP = "agents"
 WORDS = "go to pick up open the a red green blue yellow ball key box door".split()

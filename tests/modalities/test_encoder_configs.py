@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from modalities.registry import ENCODERS
+from himo.modalities.registry import ENCODERS
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

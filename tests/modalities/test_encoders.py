@@ -10,9 +10,9 @@ from pydantic import Field, TypeAdapter
 from tensordict import TensorDict
 from torchrl.data import Categorical
 
-from envs import keys
-from modalities.base import EncoderContext
-from modalities.registry import ENCODERS
+from himo.envs import keys
+from himo.modalities.base import EncoderContext
+from himo.modalities.registry import ENCODERS
 
 GROUP = "agents"
 BATCHES = [(4,), (3, 2), (2, 3, 2)]

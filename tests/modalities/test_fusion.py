@@ -6,8 +6,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from envs import keys
-from modalities.fusion import FUSIONS, build_fusion
+from himo.envs import keys
+from himo.modalities.fusion import FUSIONS, build_fusion
 
 GROUP = "agents"
 MODALITIES = {"image": 8, "text": 6, "audio": 4}  # embedding sizes may differ per modality

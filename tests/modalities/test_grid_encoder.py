@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from modalities.grid import CellEmbedding, GridEncoderConfig
+from himo.modalities.grid import CellEmbedding, GridEncoderConfig
 
 
 def test_a_cell_is_the_sum_of_its_channels_embeddings() -> None:

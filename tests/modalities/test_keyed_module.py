@@ -7,7 +7,7 @@ import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 
-from modalities.keyed import KeyedModule
+from himo.modalities.keyed import KeyedModule
 
 
 class TwoOutputs(torch.nn.Module):

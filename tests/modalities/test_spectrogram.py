@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from modalities.spectrogram import Spectrogram, log_spectrogram, spectrogram_shape
+from himo.modalities.spectrogram import Spectrogram, log_spectrogram, spectrogram_shape
 
 SAMPLE_RATE = 16000
 N_FFT = 256

@@ -10,9 +10,9 @@ import torch
 from tensordict import TensorDict
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizer
 
-from envs import keys
-from envs.text import encode_texts
-from modalities.text import TransformerEncoderConfig
+from himo.envs import keys
+from himo.envs.text import encode_texts
+from himo.modalities.text import TransformerEncoderConfig
 
 MODEL_WORDS = "[PAD] [UNK] [CLS] [SEP] [MASK] go to pick up open the a red green blue ball key box door".split()
 MISSIONS = ["go to the red ball", "pick up a blue key", "open the door"]

@@ -9,12 +9,12 @@ import pytest
 from short_runs import SMALL_BEACON, both_levels
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import tags
-from agents.registry import ALGORITHMS
-from scenarios.algorithms import ALGORITHM_CONFIGS
-from scenarios.errors import ScenarioError
-from scenarios.loader import load
-from scenarios.run import train
+from himo.agents import tags
+from himo.agents.registry import ALGORITHMS
+from himo.scenarios.algorithms import ALGORITHM_CONFIGS
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 
 DIAGNOSTICS = {
     "ppo": ["kl", "clip_fraction"],

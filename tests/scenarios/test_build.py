@@ -10,13 +10,13 @@ import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
 
-from envs import keys
-from scenarios.build import agent_groups, build_env
-from scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
-from scenarios.errors import ScenarioError
-from scenarios.loader import load
-from scenarios.rollout import random_rollout
-from scenarios.run import train
+from himo.envs import keys
+from himo.scenarios.build import agent_groups, build_env
+from himo.scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.loader import load
+from himo.scenarios.rollout import random_rollout
+from himo.scenarios.run import train
 
 HIMO = str(Path(sys.executable).parent / "himo")
 

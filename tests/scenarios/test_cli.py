@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
+from himo.scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
 
 HIMO = str(Path(sys.executable).parent / "himo")
 

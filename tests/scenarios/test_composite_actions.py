@@ -10,13 +10,13 @@ from short_runs import SMALL_BEACON
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 
-from envs import keys
-from hierarchy.actions import DiscreteActions
-from scenarios.build import build_env, build_policy
-from scenarios.checkpoint import seed_everything
-from scenarios.errors import ScenarioError
-from scenarios.loader import load
-from scenarios.run import train
+from himo.envs import keys
+from himo.hierarchy.actions import DiscreteActions
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 
 GROUP = "agents"
 PARTS = ["env.kwargs.action_parts=true", "workers.audio.parts=[turn]"]

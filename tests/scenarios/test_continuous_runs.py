@@ -11,13 +11,13 @@ from tensordict import TensorDict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchrl.collectors import Collector
 
-from agents.registry import ALGORITHMS
-from envs import keys
-from scenarios.build import build_env, build_policy
-from scenarios.checkpoint import seed_everything
-from scenarios.evaluate import evaluate
-from scenarios.loader import load
-from scenarios.run import train
+from himo.agents.registry import ALGORITHMS
+from himo.envs import keys
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.evaluate import evaluate
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 from short_runs import both_levels, level
 
 TWO_WORKERS = ["workers={a: {modalities: [vector]}, b: {modalities: [vector]}}", "env.num_envs=4"]

@@ -6,11 +6,11 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from envs import keys
-from scenarios.evaluate import evaluate
-from scenarios.loader import load
-from scenarios.metrics import team_returns
-from scenarios.run import train
+from himo.envs import keys
+from himo.scenarios.evaluate import evaluate
+from himo.scenarios.loader import load
+from himo.scenarios.metrics import team_returns
+from himo.scenarios.run import train
 from short_runs import SMALL_BEACON
 
 

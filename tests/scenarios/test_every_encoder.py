@@ -6,10 +6,10 @@ import pytest
 import torch
 from torchrl.collectors import Collector
 
-from envs import keys
-from modalities.registry import ENCODERS
-from scenarios.build import build_env, build_policy
-from scenarios.loader import load
+from himo.envs import keys
+from himo.modalities.registry import ENCODERS
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.loader import load
 
 # The built-in world's observation that each kind of encoder reads.
 KEY_OF_MODALITY = {"vector": "direction", "image": "view", "text": "mission", "audio": "sound"}

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from envs import keys
-from scenarios.build import build_env
-from scenarios.checkpoint import seed_everything
-from scenarios.evaluate import evaluate
-from scenarios.loader import load
-from scenarios.run import train
+from himo.envs import keys
+from himo.scenarios.build import build_env
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.evaluate import evaluate
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 
 FRAMES = 20_000
 MODE_FRAMES = 15_000

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
-from scenarios.errors import ScenarioError
-from scenarios.loader import load, to_yaml
+from himo.scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.loader import load, to_yaml
 
 VALID = """\
 name: tiny

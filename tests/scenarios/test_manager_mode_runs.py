@@ -12,12 +12,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 
-from agents import tags
-from hierarchy.learner import GroupLearner
-from scenarios.build import build_env, build_policy
-from scenarios.checkpoint import seed_everything
-from scenarios.loader import load
-from scenarios.run import train
+from himo.agents import tags
+from himo.hierarchy.learner import GroupLearner
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 
 WEIGHTED = ["manager.mode=weighted"]
 LEARNED = ["manager.termination={kind: learned}"]

@@ -7,12 +7,12 @@ import torch
 from short_runs import SMALL_BEACON
 from tensordict import TensorDictBase
 
-from envs import keys
-from hierarchy.policy import GroupPolicy
-from scenarios.build import build_env, build_policy
-from scenarios.checkpoint import seed_everything
-from scenarios.loader import load
-from scenarios.run import train
+from himo.envs import keys
+from himo.hierarchy.policy import GroupPolicy
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
 
 GROUP = "agents"
 WORKER_VALUES = [keys.worker(GROUP, name, keys.STATE_VALUE) for name in ("image", "text", "audio")]
@@ -88,7 +88,7 @@ def test_centralised_critics_with_agent_id_train_in_every_manager_mode(mode: str
 
 
 def test_an_unknown_critic_kind_is_a_clear_error() -> None:
-    from scenarios.errors import ScenarioError
+    from himo.scenarios.errors import ScenarioError
 
     with pytest.raises(ScenarioError, match=r"multi_agent\.critic"):
         load("beacon", ["multi_agent.critic=global"])

@@ -15,15 +15,15 @@ import yaml
 from short_runs import SMALL_BEACON, both_levels
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import tags
-from envs.builtin.beacon import BeaconEnv
-from hierarchy.learner import GroupLearner
-from scenarios.checkpoint import load_checkpoint
-from scenarios.cli import main
-from scenarios.interrupt import RunInterrupted
-from scenarios.loader import load
-from scenarios.run import Trainer, TrainResult, resume, train
-from scenarios.schema import Scenario
+from himo.agents import tags
+from himo.envs.builtin.beacon import BeaconEnv
+from himo.hierarchy.learner import GroupLearner
+from himo.scenarios.checkpoint import load_checkpoint
+from himo.scenarios.cli import main
+from himo.scenarios.interrupt import RunInterrupted
+from himo.scenarios.loader import load
+from himo.scenarios.run import Trainer, TrainResult, resume, train
+from himo.scenarios.schema import Scenario
 
 FRAMES, CHECKPOINT_EVERY = 1024, 512  # 4 batches of 256 frames, two checkpoints
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import tags
-from scenarios.checkpoint import load_checkpoint
-from scenarios.cli import main
-from scenarios.loader import load, to_yaml
-from scenarios.run import train
+from himo.agents import tags
+from himo.scenarios.checkpoint import load_checkpoint
+from himo.scenarios.cli import main
+from himo.scenarios.loader import load, to_yaml
+from himo.scenarios.run import train
 
 HIMO = str(Path(sys.executable).parent / "himo")
 WORKERS = ("image", "text", "audio")

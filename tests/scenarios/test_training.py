@@ -1,4 +1,4 @@
-"""Training through `scenarios.run`: frozen levels, resume, and runs whose loss stops being finite."""
+"""Training through `himo.scenarios.run`: frozen levels, resume, and runs whose loss stops being finite."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import yaml
 from short_runs import SMALL_BEACON, both_levels
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agents.ppo
-from agents import tags
-from agents.ppo import PPO
-from agents.registry import ALGORITHMS
-from scenarios.build import build_env, build_policy
-from scenarios.checkpoint import load_checkpoint, seed_everything
-from scenarios.cli import main
-from scenarios.errors import RunError
-from scenarios.loader import load
-from scenarios.run import Trainer, resume, train
-from scenarios.schema import Scenario
+import himo.agents.ppo
+from himo.agents import tags
+from himo.agents.ppo import PPO
+from himo.agents.registry import ALGORITHMS
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import load_checkpoint, seed_everything
+from himo.scenarios.cli import main
+from himo.scenarios.errors import RunError
+from himo.scenarios.loader import load
+from himo.scenarios.run import Trainer, resume, train
+from himo.scenarios.schema import Scenario
 
 TWO_WORKER_CARTPOLE = [
     "workers={a: {modalities: [vector]}, b: {modalities: [vector]}}",
@@ -181,7 +181,7 @@ class Poison:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, level: str, frames: set[int]) -> None:
         self.level, self.frames, self.current = level, frames, None
-        original_update, original_terms = PPO.update, agents.ppo.ppo_terms
+        original_update, original_terms = PPO.update, himo.agents.ppo.ppo_terms
 
         def update(algorithm, problem, frames):
             self.current = (problem.level, frames)
@@ -194,7 +194,7 @@ class Poison:
             return result
 
         monkeypatch.setattr(PPO, "update", update)
-        monkeypatch.setattr(agents.ppo, "ppo_terms", terms)
+        monkeypatch.setattr(himo.agents.ppo, "ppo_terms", terms)
 
 
 def record_checkpoints(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, torch.Tensor]]:
