@@ -9,38 +9,44 @@ takes the log-probabilities, values and weights the hierarchical learner compute
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal
 
 import torch
+from tensordict import TensorDictBase
 
-from himo.agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
-from himo.agents.optim import LevelOptimizer, LevelSettings
-from himo.agents.ppo import add_terms, normalized, weighted_mean
+from himo.agents.base import GradientAlgorithm, HeadOutputs, LevelMetrics, LevelProblem, LossTerms, head_loss_epochs
+from himo.agents.declaration import AlgorithmDeclaration, Collection, Targets
+from himo.agents.optim import LevelOptimizer
+from himo.agents.ppo import normalized, weighted_mean
+from himo.agents.settings import PolicyGradientConfig, gae_lambda_field, normalize_advantage_field
 
 
-class PolicyGradientSettings(LevelSettings, Protocol):
-    """A level's A2C settings (``himo.scenarios.algorithms.A2CConfig`` satisfies this)."""
+class A2CConfig(PolicyGradientConfig):
+    """Synchronous advantage actor-critic: one gradient step on each whole batch."""
+
+    name: Literal["a2c"]
+    gae_lambda: float = gae_lambda_field(1.0)
+    normalize_advantage: bool = normalize_advantage_field()
 
     @property
-    def entropy_coef(self) -> float: ...
+    def epochs(self) -> int:
+        """One pass: a single gradient step on each batch."""
+        return 1
+
     @property
-    def value_coef(self) -> float: ...
-    @property
-    def normalize_advantage(self) -> bool: ...
+    def minibatch_size(self) -> None:
+        """None: the whole batch."""
+        return None
 
 
 @dataclass(frozen=True)
-class PolicyGradientTerms:
+class PolicyGradientTerms(LossTerms):
     """Loss terms (``loss_*``, to be summed) and the mean entropy (detached) of one minibatch."""
 
     loss_objective: torch.Tensor
     loss_critic: torch.Tensor
     loss_entropy: torch.Tensor
     entropy: torch.Tensor
-
-    def total(self) -> torch.Tensor:
-        """The sum of the ``loss_*`` terms."""
-        return self.loss_objective + self.loss_critic + self.loss_entropy
 
 
 def policy_gradient_terms(
@@ -70,7 +76,7 @@ def policy_gradient_terms(
 class A2C(GradientAlgorithm):
     """Advantage actor-critic of one level: one gradient step on the whole batch."""
 
-    settings: PolicyGradientSettings
+    settings: A2CConfig
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """One policy-gradient step over every row of the problem."""
@@ -79,38 +85,30 @@ class A2C(GradientAlgorithm):
 
 def policy_gradient_update(
     optimizer: LevelOptimizer,
-    settings: PolicyGradientSettings,
+    settings: PolicyGradientConfig,
     problem: LevelProblem,
     frames: int,
     rows_per_minibatch: int,
     epochs: int,
 ) -> LevelMetrics:
-    """Minibatch steps of :func:`policy_gradient_terms` over the problem's rows (A2C, IMPALA)."""
+    """Minibatch steps of :func:`policy_gradient_terms` over the problem's rows (A2C, A3C, IMPALA)."""
 
-    def loss_of(indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        outputs = problem.evaluate(indices)
-        loss, metrics = torch.zeros(()), {}
-        for head, output in outputs.items():
-            target = problem.targets[head][indices]
-            terms = policy_gradient_terms(
-                log_prob=output.log_prob,
-                advantage=target.get("advantage"),
-                entropy=output.entropy,
-                value=output.value,
-                returns=target.get("returns"),
-                actor_weight=target.get("weight"),
-                entropy_coef=settings.entropy_coef,
-                value_coef=settings.value_coef,
-                normalize_advantage=settings.normalize_advantage,
-            )
-            loss = loss + terms.total() + output.auxiliary_loss()
-            diagnostics = {
-                "loss_objective": terms.loss_objective,
-                "loss_critic": terms.loss_critic,
-                "loss_entropy": terms.loss_entropy,
-                "entropy": terms.entropy,
-            }
-            add_terms(metrics, problem.level, head_diagnostics(diagnostics, output), len(outputs))
-        return loss, metrics
+    def terms_of(output: HeadOutputs, target: TensorDictBase) -> PolicyGradientTerms:
+        return policy_gradient_terms(
+            log_prob=output.log_prob,
+            advantage=target.get("advantage"),
+            entropy=output.entropy,
+            value=output.value,
+            returns=target.get("returns"),
+            actor_weight=target.get("weight"),
+            entropy_coef=settings.entropy_coef,
+            value_coef=settings.value_coef,
+            normalize_advantage=settings.normalize_advantage,
+        )
 
-    return gradient_epochs(optimizer, problem.rows, rows_per_minibatch, epochs, loss_of, frames, LevelMetrics(problem.level))
+    return head_loss_epochs(optimizer, problem, frames, rows_per_minibatch, epochs, terms_of)
+
+
+DECLARATION = AlgorithmDeclaration(
+    name="a2c", config=A2CConfig, algorithm=A2C, targets=Targets.GAE, collection=Collection.SYNCHRONOUS
+)

@@ -8,12 +8,19 @@ Mnih et al., 2016). This module holds the level algorithm and the sharing of its
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from himo.agents.a2c import A2C
+from himo.agents.a2c import A2C, A2CConfig
+from himo.agents.declaration import AlgorithmDeclaration, Collection, Targets
 from himo.agents.optim import LevelOptimizer
+
+
+class A3CConfig(A2CConfig):
+    """Asynchronous advantage actor-critic: train.actors processes each take A2C's step on shared parameters."""
+
+    name: Literal["a3c"]
 
 
 class A3C(A2C):
@@ -58,3 +65,8 @@ def attach_optimizer_state(optimizer: LevelOptimizer, states: list[dict[str, Any
         raise ValueError(f"{optimizer.name}: {len(states)} shared optimiser states for {len(optimizer.parameters)} parameters")
     for parameter, state in zip(optimizer.parameters, states):
         optimizer.optimizer.state[parameter] = state
+
+
+DECLARATION = AlgorithmDeclaration(
+    name="a3c", config=A3CConfig, algorithm=A3C, targets=Targets.GAE, collection=Collection.ASYNCHRONOUS
+)

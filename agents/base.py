@@ -5,9 +5,9 @@ learn from (rows, minibatched along their first dimension), each policy head's t
 them (advantage, critic return, behaviour log-probability, actor weight), and a function that
 evaluates the current heads on some rows (:class:`HeadOutputs`, differentiable). A head is one
 actor-critic: a worker, or the manager. The algorithm owns its optimiser(s) and returns its metrics
-keyed by TensorBoard tags. How the targets are estimated (GAE or V-trace) is the algorithm's
-``estimator``; the hierarchy computes them (per-channel returns for workers, the semi-MDP for the
-manager). Off-policy algorithms (SAC, ``estimator = "replay"``) learn from a :class:`ReplayProblem`
+keyed by TensorBoard tags. How the targets are estimated (GAE or V-trace) is declared with the
+algorithm (``himo.agents.declaration``); the hierarchy computes them (per-channel returns for workers,
+the semi-MDP for the manager). Off-policy algorithms (SAC, ``Targets.REPLAY``) learn from a :class:`ReplayProblem`
 instead: the level's new transitions, which they store, and a function that evaluates every head's
 critic features and policy on any stored transitions.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import torch
@@ -29,6 +29,7 @@ from torch.distributions import Distribution, kl_divergence
 
 from himo.agents.optim import LevelOptimizer, NonFiniteLossError
 from himo.agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
+from himo.agents import tags
 from himo.agents.tags import level_metric
 
 __all__ = [
@@ -41,7 +42,9 @@ __all__ = [
     "LevelProblem",
     "ReplayProblem",
     "NonFiniteLossError",
+    "LossTerms",
     "gradient_epochs",
+    "head_loss_epochs",
     "minibatches",
 ]
 
@@ -193,11 +196,12 @@ class LevelMetrics:
 
 
 class LevelAlgorithm(Protocol):
-    """A level's learning algorithm (see ``himo.agents.registry.ALGORITHMS``)."""
+    """A level's learning algorithm (see ``himo.agents.registry.ALGORITHMS``).
 
-    estimator: str
-    """What the level learns from: ``"gae"`` or ``"vtrace"`` targets (a :class:`LevelProblem`), or ``"replay"``
-    (a :class:`ReplayProblem`)."""
+    What it learns from (a :class:`LevelProblem` of GAE or V-trace targets, or a :class:`ReplayProblem`) is
+    its declaration's ``targets``.
+    """
+
     optimizer: LevelOptimizer
     """The level's gradient optimiser (other passes of the level, e.g. learned termination, use it too)."""
 
@@ -216,8 +220,6 @@ class LevelAlgorithm(Protocol):
 
 class GradientAlgorithm:
     """An algorithm whose whole level (policy and critics) takes gradient steps with one optimiser."""
-
-    estimator = "gae"
 
     def __init__(self, settings: Any, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
@@ -274,3 +276,65 @@ def gradient_epochs(
 def parameters_of(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
     """Every parameter of ``modules``, in order."""
     return [parameter for module in modules for parameter in module.parameters()]
+
+
+class LossTerms:
+    """A dataclass of one head's loss terms on a minibatch: ``loss_*`` fields are summed into the loss, the others
+    are diagnostics (detached)."""
+
+    def total(self) -> torch.Tensor:
+        """The sum of the ``loss_*`` terms."""
+        return sum(value for name, value in self.as_dict().items() if name.startswith("loss_"))
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """Every term by name."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+def add_terms(metrics: dict[str, float], level: str, terms: dict[str, torch.Tensor | float], heads: Sequence[str], head: str) -> None:
+    """Accumulate one head's diagnostics into a minibatch's metrics, by tag.
+
+    ``loss_<term>`` goes to ``loss/<level>/<term>``, ``entropy`` to ``<level>/entropy`` and any other
+    name to ``<name>/<level>``, each the mean over the level's ``heads``. Where a level has several heads
+    (the workers), the losses and entropy of each are also logged on their own, as
+    ``loss/<level>/<head>/<term>`` and ``<level>/<head>/entropy``: each worker's critic learns its own
+    reward channel, so its loss is read on its own.
+    """
+    for name, value in terms.items():
+        value = float(value.detach() if isinstance(value, torch.Tensor) else value)
+        if name.startswith("loss_"):
+            term = name.removeprefix("loss_")
+            tag, own = tags.loss(level, term), tags.head_loss(level, head, term)
+        elif name == "entropy":
+            tag, own = tags.entropy(level), tags.head_entropy(level, head)
+        else:
+            tag, own = tags.level_metric(name, level), None
+        metrics[tag] = metrics.get(tag, 0.0) + value / len(heads)
+        if own is not None and len(heads) > 1:
+            metrics[own] = value
+
+
+def head_loss_epochs(
+    optimizer: LevelOptimizer,
+    problem: LevelProblem,
+    frames: int,
+    rows_per_minibatch: int,
+    epochs: int,
+    terms_of: Callable[[HeadOutputs, TensorDictBase], LossTerms],
+) -> LevelMetrics:
+    """Minibatch epochs of the sum over the level's heads of ``terms_of(head's outputs, head's targets)``.
+
+    The per-head loss loop of the gradient algorithms (PPO, A2C, A3C, IMPALA): each head's terms and its
+    auxiliary losses are added to the minibatch's loss and logged (see :func:`add_terms`).
+    """
+
+    def loss_of(indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        outputs = problem.evaluate(indices)
+        loss, metrics = torch.zeros(()), {}
+        for head, output in outputs.items():
+            terms = terms_of(output, problem.targets[head][indices])
+            loss = loss + terms.total() + output.auxiliary_loss()
+            add_terms(metrics, problem.level, head_diagnostics(terms.as_dict(), output), list(outputs), head)
+        return loss, metrics
+
+    return gradient_epochs(optimizer, problem.rows, rows_per_minibatch, epochs, loss_of, frames, LevelMetrics(problem.level))

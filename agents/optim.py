@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
+
+from himo.agents.settings import LevelAlgorithmConfig
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -21,21 +23,6 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive updates of one level were skipped because the loss or gradients were not finite."""
-
-
-class LevelSettings(Protocol):
-    """The fields of a level's algorithm settings this module reads (``himo.scenarios.schema.LevelAlgorithmConfig``)."""
-
-    @property
-    def optimizer(self) -> str: ...
-    @property
-    def lr(self) -> float: ...
-    @property
-    def lr_schedule(self) -> str: ...
-    @property
-    def max_grad_norm(self) -> float | None: ...
-    @property
-    def frozen(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -121,9 +108,9 @@ class LevelOptimizer:
 
     @classmethod
     def from_settings(
-        cls, parameters: Iterable[nn.Parameter], settings: LevelSettings, total_frames: int, **keywords: Any
+        cls, parameters: Iterable[nn.Parameter], settings: LevelAlgorithmConfig, total_frames: int, **keywords: Any
     ) -> LevelOptimizer:
-        """Build from a level's settings object (e.g. ``LevelAlgorithmConfig``) and the run's total frames."""
+        """Build from a level's algorithm section (:class:`~himo.agents.settings.LevelAlgorithmConfig`) and the run's total frames."""
         return cls(
             parameters,
             optimizer=settings.optimizer,

@@ -9,17 +9,29 @@ log-probabilities, values and weights the hierarchical learner computes instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal
 
 import torch
+from pydantic import Field
+from tensordict import TensorDictBase
 
-from himo.agents import tags
-from himo.agents.base import GradientAlgorithm, LevelMetrics, LevelProblem, gradient_epochs, head_diagnostics
-from himo.agents.optim import LevelSettings
+from himo.agents.base import GradientAlgorithm, HeadOutputs, LevelMetrics, LevelProblem, LossTerms, head_loss_epochs
+from himo.agents.declaration import AlgorithmDeclaration, Collection, Targets
+from himo.agents.settings import PolicyGradientConfig, epochs_field, gae_lambda_field, minibatch_size_field
+
+
+class PPOConfig(PolicyGradientConfig):
+    """Proximal policy optimisation: clipped-ratio minibatch epochs on GAE advantages."""
+
+    name: Literal["ppo"] = Field("ppo", description="Learning algorithm of this level: ppo, a2c, a3c, trpo, impala or sac.")
+    epochs: int = epochs_field(4)
+    minibatch_size: int = minibatch_size_field(256)
+    clip_epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="ppo: ratio clipping.")
+    gae_lambda: float = gae_lambda_field(0.95)
 
 
 @dataclass(frozen=True)
-class PPOTerms:
+class PPOTerms(LossTerms):
     """Loss terms (``loss_*``, to be summed) and diagnostics (detached) of one PPO minibatch."""
 
     loss_objective: torch.Tensor
@@ -28,10 +40,6 @@ class PPOTerms:
     entropy: torch.Tensor
     kl: torch.Tensor
     clip_fraction: torch.Tensor
-
-    def total(self) -> torch.Tensor:
-        """The sum of the ``loss_*`` terms."""
-        return self.loss_objective + self.loss_critic + self.loss_entropy
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -81,75 +89,38 @@ def ppo_terms(
     )
 
 
-class PPOSettings(LevelSettings, Protocol):
-    """A level's PPO settings (``himo.scenarios.algorithms.PPOConfig`` satisfies this)."""
-
-    @property
-    def clip_epsilon(self) -> float: ...
-    @property
-    def entropy_coef(self) -> float: ...
-    @property
-    def value_coef(self) -> float: ...
-    @property
-    def epochs(self) -> int: ...
-
-
-def add_terms(metrics: dict[str, float], level: str, terms: dict[str, torch.Tensor | float], heads: int) -> None:
-    """Accumulate one head's diagnostics into a minibatch's metrics (means over heads), by tag.
-
-    ``loss_<term>`` goes to ``loss/<level>/<term>``, ``entropy`` to ``<level>/entropy`` and any other
-    name to ``<name>/<level>``.
-    """
-    for name, value in terms.items():
-        if name.startswith("loss_"):
-            tag = tags.loss(level, name.removeprefix("loss_"))
-        elif name == "entropy":
-            tag = tags.entropy(level)
-        else:
-            tag = tags.level_metric(name, level)
-        value = value.detach() if isinstance(value, torch.Tensor) else value
-        metrics[tag] = metrics.get(tag, 0.0) + float(value) / heads
-
-
 class PPO(GradientAlgorithm):
     """Proximal policy optimisation of one level: ``epochs`` passes of clipped-objective minibatch steps."""
 
-    settings: PPOSettings
+    settings: PPOConfig
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """Clipped-objective minibatch epochs over the problem's rows."""
         settings = self.settings
 
-        def loss_of(indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-            outputs = problem.evaluate(indices)
-            loss, metrics = torch.zeros(()), {}
-            for head, output in outputs.items():
-                target = problem.targets[head][indices]
-                terms = ppo_terms(
-                    log_prob=output.log_prob,
-                    old_log_prob=target.get("old_log_prob"),
-                    advantage=target.get("advantage"),
-                    entropy=output.entropy,
-                    value=output.value,
-                    returns=target.get("returns"),
-                    actor_weight=target.get("weight"),
-                    critic_weight=torch.ones_like(output.value),
-                    clip_epsilon=settings.clip_epsilon,
-                    entropy_coef=settings.entropy_coef,
-                    value_coef=settings.value_coef,
-                )
-                loss = loss + terms.total() + output.auxiliary_loss()
-                diagnostics = {
-                    "loss_objective": terms.loss_objective,
-                    "loss_critic": terms.loss_critic,
-                    "loss_entropy": terms.loss_entropy,
-                    "kl": terms.kl,
-                    "clip_fraction": terms.clip_fraction,
-                    "entropy": terms.entropy,
-                }
-                add_terms(metrics, problem.level, head_diagnostics(diagnostics, output), len(outputs))
-            return loss, metrics
+        def terms_of(output: HeadOutputs, target: TensorDictBase) -> PPOTerms:
+            return ppo_terms(
+                log_prob=output.log_prob,
+                old_log_prob=target.get("old_log_prob"),
+                advantage=target.get("advantage"),
+                entropy=output.entropy,
+                value=output.value,
+                returns=target.get("returns"),
+                actor_weight=target.get("weight"),
+                critic_weight=torch.ones_like(output.value),
+                clip_epsilon=settings.clip_epsilon,
+                entropy_coef=settings.entropy_coef,
+                value_coef=settings.value_coef,
+            )
 
-        return gradient_epochs(
-            self.optimizer, problem.rows, problem.rows_per_minibatch, settings.epochs, loss_of, frames, LevelMetrics(problem.level)
-        )
+        return head_loss_epochs(self.optimizer, problem, frames, problem.rows_per_minibatch, settings.epochs, terms_of)
+
+
+DECLARATION = AlgorithmDeclaration(
+    name="ppo",
+    config=PPOConfig,
+    algorithm=PPO,
+    targets=Targets.GAE,
+    collection=Collection.SYNCHRONOUS,
+    diagnostics=("kl", "clip_fraction"),
+)

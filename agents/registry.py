@@ -1,13 +1,15 @@
-"""The learning algorithms a level can use, by scenario name (``algorithm.<level>.name``)."""
+"""The learning algorithms a level can use, by scenario name (``algorithm.<level>.name``).
+
+Each entry is the :class:`~himo.agents.declaration.AlgorithmDeclaration` at the end of the algorithm's own
+module; the scenario schema, the learner and the collection layout all read this dict.
+"""
 
 from __future__ import annotations
 
-from himo.agents.a2c import A2C
-from himo.agents.a3c import A3C
-from himo.agents.impala import Impala
-from himo.agents.ppo import PPO
-from himo.agents.sac import SAC
-from himo.agents.trpo import TRPO
+from himo.agents import a2c, a3c, impala, ppo, sac, trpo
+from himo.agents.declaration import AlgorithmDeclaration
 
-ALGORITHMS: dict[str, type] = {"ppo": PPO, "a2c": A2C, "a3c": A3C, "trpo": TRPO, "impala": Impala, "sac": SAC}
-"""Name -> class built as ``cls(settings, level_model, total_frames, name)`` (``himo.agents.base.LevelModel``)."""
+ALGORITHMS: dict[str, AlgorithmDeclaration] = {
+    module.DECLARATION.name: module.DECLARATION for module in (ppo, a2c, a3c, trpo, impala, sac)
+}
+"""Name -> declaration; the first entry (ppo) is the default of a section that names none."""

@@ -22,17 +22,19 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any, Protocol
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.modules import MLP
 
-from himo.agents.base import HeadShape, LevelMetrics, LevelModel, ReplayProblem, SoftHeadOutputs
-from himo.agents.optim import LevelOptimizer, LevelSettings
-from himo.agents.ppo import add_terms
+from himo.agents.base import HeadShape, LevelMetrics, LevelModel, ReplayProblem, SoftHeadOutputs, add_terms
+from himo.agents.declaration import AlgorithmDeclaration, Collection, Targets
+from himo.agents.optim import LevelOptimizer
+from himo.agents.settings import LevelAlgorithmConfig
 from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.tags import level_metric
 
@@ -41,27 +43,27 @@ class ReplayBufferTooLarge(MemoryError):
     """A level's replay buffer would not fit in the memory available."""
 
 
-class SACSettings(LevelSettings, Protocol):
-    """A level's SAC settings (``himo.scenarios.algorithms.SACConfig`` satisfies this)."""
+class SACConfig(LevelAlgorithmConfig):
+    """Soft actor-critic: twin Q-functions per head learn from a replay buffer; automatic temperature."""
 
-    @property
-    def buffer_size(self) -> int: ...
-    @property
-    def minibatch_size(self) -> int: ...
-    @property
-    def gradient_steps(self) -> int: ...
-    @property
-    def learning_starts(self) -> int: ...
-    @property
-    def tau(self) -> float: ...
-    @property
-    def initial_temperature(self) -> float: ...
-    @property
-    def target_entropy(self) -> float | None: ...
-    @property
-    def target_entropy_weight(self) -> float: ...
-    @property
-    def hidden_sizes(self) -> tuple[int, ...] | None: ...
+    name: Literal["sac"]
+    max_grad_norm: float | None = Field(None, gt=0.0, description="Gradient clipping by global norm; null: none.")
+    buffer_size: int = Field(100_000, ge=1, description="sac: transitions the replay buffer holds (env steps; options for the manager).")
+    minibatch_size: int = Field(256, ge=1, description="sac: transitions per gradient step.")
+    gradient_steps: int = Field(64, ge=1, description="sac: gradient steps after each collected batch.")
+    learning_starts: int = Field(1000, ge=1, description="sac: transitions stored before the first gradient step.")
+    tau: float = Field(0.005, gt=0.0, le=1.0, description="sac: Polyak rate of the target Q-functions.")
+    initial_temperature: float = Field(1.0, gt=0.0, description="sac: the entropy temperature alpha at the start.")
+    target_entropy: float | None = Field(
+        None, description="sac: entropy the temperature steers the policy to; null: -dimensions (continuous) or "
+        "target_entropy_weight * log(choices) (discrete).",
+    )
+    target_entropy_weight: float = Field(
+        0.5, gt=0.0, le=1.0, description="sac: the automatic discrete target entropy's share of the uniform policy's."
+    )
+    hidden_sizes: tuple[int, ...] | None = Field(
+        None, description="sac: hidden layers of each Q-function; null: those of the head's own networks."
+    )
 
 
 class TwinQ(nn.Module):
@@ -98,9 +100,7 @@ def automatic_target_entropy(shape: HeadShape, weight: float) -> float:
 class SAC:
     """Soft actor-critic of one level, its heads learning from one replay buffer of the level's transitions."""
 
-    estimator = "replay"
-
-    def __init__(self, settings: SACSettings, model: LevelModel, total_frames: int, name: str) -> None:
+    def __init__(self, settings: SACConfig, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
         self.critics = nn.ModuleDict(
             {head: TwinQ(shape, settings.hidden_sizes or shape.hidden_sizes) for head, shape in model.heads.items()}
@@ -158,7 +158,7 @@ class SAC:
             head_terms = {
                 "loss_critic": q_loss.detach(), "loss_value": value_loss.detach(), "q_value": taken.detach().mean()
             }
-            add_terms(terms, level, head_terms, len(outputs))
+            add_terms(terms, level, head_terms, list(outputs), head)
         critic_report = self.critic_optimizer.step(critic_loss, frames)
 
         actor_loss, temperature_loss = torch.zeros(()), torch.zeros(())
@@ -173,7 +173,7 @@ class SAC:
             temperature_loss = temperature_loss + head_temperature_loss
             head_terms = {"loss_objective": objective.detach(), "loss_temperature": head_temperature_loss.detach(),
                           "entropy": entropy.detach(), "temperature": temperatures[head]}
-            add_terms(terms, level, head_terms, len(outputs))
+            add_terms(terms, level, head_terms, list(outputs), head)
         actor_report = self.optimizer.step(actor_loss, frames)
         temperature_report = self.temperature_optimizer.step(temperature_loss, frames)
         for optimizer in (self.critic_optimizer, self.optimizer, self.temperature_optimizer):
@@ -263,3 +263,19 @@ def transitions(
     for head, fields in heads.items():
         stored.set(head, fields)
     return stored
+
+
+DECLARATION = AlgorithmDeclaration(
+    name="sac",
+    config=SACConfig,
+    algorithm=SAC,
+    targets=Targets.REPLAY,
+    collection=Collection.SYNCHRONOUS,
+    diagnostics=("temperature", "q_value", "replay_size", "actor_grad_norm"),
+    weighted_manager=False,
+    learned_termination=False,
+    composite_actions=False,
+    refusal="sac learns a categorical choice of worker or a single categorical or continuous action from replayed "
+    "transitions: a weighted manager's sampled weights, learned termination's on-policy option values and parts of "
+    "a composite action are not among them",
+)

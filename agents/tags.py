@@ -1,4 +1,4 @@
-"""TensorBoard tags: the one naming scheme for every metric himo logs (DESIGN.md §6).
+"""TensorBoard tags: the one naming scheme for every metric himo logs.
 
 The step of every scalar is the number of env frames. Where an env has several agent groups,
 each tag is prefixed with ``<group>/``.
@@ -38,6 +38,16 @@ def option_frequency(worker: str) -> str:
 def loss(level: str, term: str) -> str:
     """A loss term of a level (``manager`` or ``workers``)."""
     return f"loss/{level}/{term}"
+
+
+def head_loss(level: str, head: str, term: str) -> str:
+    """A loss term of one head of a level with several (``loss/workers/<worker>/critic``)."""
+    return f"loss/{level}/{head}/{term}"
+
+
+def head_entropy(level: str, head: str) -> str:
+    """Mean entropy of one head's policy in a level with several (``workers/<worker>/entropy``)."""
+    return f"{level}/{head}/entropy"
 
 
 def entropy(level: str) -> str:

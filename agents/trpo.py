@@ -12,44 +12,38 @@ trust region holds for the policy that acts.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from himo.agents.base import HeadOutputs, LevelMetrics, LevelModel, LevelProblem, gradient_epochs, head_diagnostics
+from himo.agents.base import HeadOutputs, LevelMetrics, LevelModel, LevelProblem, add_terms, gradient_epochs, head_diagnostics
+from himo.agents.declaration import AlgorithmDeclaration, Collection, Targets
 from himo.agents.natural_gradient import trpo_step
-from himo.agents.optim import LevelOptimizer, LevelSettings, select_parameters
-from himo.agents.ppo import add_terms, normalized, weighted_mean
+from himo.agents.optim import LevelOptimizer, select_parameters
+from himo.agents.ppo import normalized, weighted_mean
+from himo.agents.settings import PolicyGradientConfig, epochs_field, gae_lambda_field, minibatch_size_field
 
 
-class TRPOSettings(LevelSettings, Protocol):
-    """A level's TRPO settings (``himo.scenarios.algorithms.TRPOConfig`` satisfies this)."""
+class TRPOConfig(PolicyGradientConfig):
+    """Trust-region policy optimisation: a natural-gradient step under a KL bound, critics by regression."""
 
-    @property
-    def max_kl(self) -> float: ...
-    @property
-    def damping(self) -> float: ...
-    @property
-    def cg_iterations(self) -> int: ...
-    @property
-    def backtrack_steps(self) -> int: ...
-    @property
-    def backtrack_ratio(self) -> float: ...
-    @property
-    def entropy_coef(self) -> float: ...
-    @property
-    def value_coef(self) -> float: ...
-    @property
-    def epochs(self) -> int: ...
+    name: Literal["trpo"]
+    max_kl: float = Field(0.01, gt=0.0, description="trpo: bound on the mean KL divergence of one policy step.")
+    damping: float = Field(0.1, ge=0.0, description="trpo: damping added to the Fisher-vector products.")
+    cg_iterations: int = Field(10, ge=1, description="trpo: conjugate-gradient iterations.")
+    backtrack_steps: int = Field(10, ge=1, description="trpo: line-search trials, each shorter by backtrack_ratio.")
+    backtrack_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="trpo: step shrink factor of the line search.")
+    epochs: int = epochs_field(4)
+    minibatch_size: int = minibatch_size_field(256)
+    gae_lambda: float = gae_lambda_field(0.95)
 
 
 class TRPO:
     """Trust-region policy optimisation of one level."""
 
-    estimator = "gae"
-
-    def __init__(self, settings: TRPOSettings, model: LevelModel, total_frames: int, name: str) -> None:
+    def __init__(self, settings: TRPOConfig, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
         self.actor = select_parameters(model.policy, trainable_only=False)
         if settings.frozen:
@@ -116,7 +110,7 @@ class TRPO:
             / len(before),
         }
         step_metrics: dict[str, float] = {}
-        add_terms(step_metrics, problem.level, diagnostics, heads=1)
+        add_terms(step_metrics, problem.level, diagnostics, ["policy"], "policy")  # one step for the whole level
         metrics.add(step_metrics)
 
     def _critic_loss(self, problem: LevelProblem, indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -125,7 +119,7 @@ class TRPO:
         for head, output in outputs.items():
             critic = self.settings.value_coef * 0.5 * ((output.value - problem.targets[head][indices].get("returns")) ** 2).mean()
             loss = loss + critic + output.auxiliary_loss()
-            add_terms(metrics, problem.level, head_diagnostics({"loss_critic": critic.detach()}, output), len(outputs))
+            add_terms(metrics, problem.level, head_diagnostics({"loss_critic": critic.detach()}, output), list(outputs), head)
         return loss, metrics
 
     def state_dict(self) -> dict[str, Any]:
@@ -135,3 +129,13 @@ class TRPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+DECLARATION = AlgorithmDeclaration(
+    name="trpo",
+    config=TRPOConfig,
+    algorithm=TRPO,
+    targets=Targets.GAE,
+    collection=Collection.SYNCHRONOUS,
+    diagnostics=("kl", "line_search_steps", "step_fraction", "accepted"),
+)

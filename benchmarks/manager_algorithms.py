@@ -93,7 +93,8 @@ def arm_overrides(algorithm: str, arm: str, seed: int, frames: int, workers: str
 
 
 def pretrain_workers(frames: int, seed: int, folder: Path) -> str:
-    """Train the scenario as it is (PPO at both levels) for ``frames``; the path of its checkpoint."""
+    """Train the scenario as it is (PPO at both levels) for ``frames``; its run folder (a level checkpoint that names
+    a run folder loads its newest checkpoint)."""
     import torch
 
     torch.set_num_threads(1)
@@ -102,7 +103,7 @@ def pretrain_workers(frames: int, seed: int, folder: Path) -> str:
 
     scenario = load(SCENARIO, [f"train.frames={frames}", f"train.seed={seed}", "train.threads=1", f"log.dir={folder}"])
     run = train(scenario, progress=False)
-    return str(run.folder / "checkpoints" / "latest.pt")
+    return str(run.folder)
 
 
 def window_mean(curve: list[tuple[int, float]], last: bool, window: int = WINDOW) -> float | None:

@@ -10,6 +10,8 @@ Keys (``N = num_envs``, one agent per copy):
 - ``("agent", "observation", name)``: ``[N, 1, ...]`` per entry (``himo.envs.spaces`` describes the layout:
   ``Dict`` entries, ``"state"``, channels-first images, text as ``input_ids`` + ``attention_mask``);
 - ``("agent", "action")``: ``[N, 1]`` int64 for ``Discrete`` actions, ``[N, 1, d]`` for ``Box``;
+- ``("agent", "action_mask")``: ``[N, 1, actions]`` bool, the legal actions, where a ``Dict`` observation has an
+  ``"action_mask"`` entry (it is then not an observation);
 - ``("agent", "reward")``: ``[N, 1, 1]``;
 - ``("agent", "reward_components", name)``: ``[N, 1, 1]`` for each component the env reports in
   ``info["reward_components"]``, declared in the **observation** spec (like the built-in envs and
@@ -29,12 +31,13 @@ import gymnasium
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Composite, Unbounded
+from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backend
 from transformers import PreTrainedTokenizerFast
 
 from himo.envs import keys
+from himo.envs.constructor_errors import EnvConstructionError
 from himo.envs.spaces import ObservationConverter, done_specs, reset_mask
 
 GROUP = "agent"
@@ -90,8 +93,15 @@ class GymnasiumVectorEnv(EnvBase):
         self.num_envs = num_envs
         self.quiet_reset = quiet_reset
         self.reward_components = list(reward_components)
+        space = vector_env.single_observation_space
+        # A Dict observation's "action_mask" is the legal actions, (group, "action_mask"), not an observation.
+        self.action_mask_size = (
+            int(space[keys.ACTION_MASK].shape[-1])
+            if isinstance(space, gymnasium.spaces.Dict) and keys.ACTION_MASK in space.spaces
+            else None
+        )
         self.converter = ObservationConverter(
-            vector_env.single_observation_space, text_length=text_length, vocabularies=vocabularies, device=self.device
+            space, text_length=text_length, vocabularies=vocabularies, exclude=(keys.ACTION_MASK,), device=self.device
         )
         self._pending_seed: int | None = None
         self._make_specs()
@@ -112,6 +122,10 @@ class GymnasiumVectorEnv(EnvBase):
             shape=self.batch_size,
         )
         group_observation: dict[str, Composite] = {keys.OBSERVATION: self.converter.spec.expand(*agent_shape)}
+        if self.action_mask_size is not None:
+            group_observation[keys.ACTION_MASK] = Categorical(
+                2, shape=(*agent_shape, self.action_mask_size), dtype=torch.bool, device=self.device
+            )
         if self.reward_components:
             group_observation[keys.REWARD_COMPONENTS] = Composite(
                 {name: Unbounded(shape=(*agent_shape, 1), device=self.device) for name in self.reward_components},
@@ -174,6 +188,9 @@ class GymnasiumVectorEnv(EnvBase):
         }
         if reward is not None:
             group[keys.REWARD] = reward.unsqueeze(-1)
+        if self.action_mask_size is not None:
+            legal = torch.as_tensor(np.asarray(observations[keys.ACTION_MASK]), dtype=torch.bool, device=self.device)
+            group[keys.ACTION_MASK] = legal.reshape(*agent_shape, self.action_mask_size)
         if self.reward_components:
             # After a reset (no reward yet) every component is 0: the reset info is not a step's.
             reported = info.get(keys.REWARD_COMPONENTS, {}) if reward is not None else {}
@@ -241,11 +258,14 @@ def make_gymnasium_env(
             import_optional(module, extra, f"gymnasium env {name!r}")
     if num_envs < 1:
         raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-    vector_env = gymnasium.vector.SyncVectorEnv(
-        [partial(gymnasium.make, name, **kwargs)] * num_envs,
-        copy=False,  # the adapter copies into tensors
-        autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED,
-    )
+    try:
+        vector_env = gymnasium.vector.SyncVectorEnv(
+            [partial(gymnasium.make, name, **kwargs)] * num_envs,
+            copy=False,  # the adapter copies into tensors
+            autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED,
+        )
+    except Exception as error:  # noqa: BLE001 - the env's own constructor runs here and may raise anything
+        raise EnvConstructionError("gymnasium.make", name, kwargs, error) from error
     env = GymnasiumVectorEnv(
         vector_env,
         text_length=text_length,

@@ -1,6 +1,6 @@
 """Every TensorDict key himo reads or writes, as named constants.
 
-Keys are nested per agent group, then per level (see DESIGN.md §3). Build nested keys with the
+Keys are nested per agent group, then per level (the README's "How an agent learns" shows them). Build nested keys with the
 helpers below rather than spelling tuples by hand, so a rename happens in one place.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 NEXT = "next"
 OBSERVATION = "observation"
 ACTION = "action"
-ACTION_MASK = "action_mask"
+ACTION_MASK = "action_mask"  # legal actions of each agent at this step, [..., actions] bool, where the env has them
+ACTING = "mask"  # turn-based (AEC) envs: whether each agent acts at this step (TorchRL's PettingZoo "mask")
 REWARD = "reward"
 DONE = "done"
 TERMINATED = "terminated"
@@ -64,8 +65,18 @@ def reward_component(group: str, name: str) -> tuple[str, ...]:
 
 
 def reward_channel(group: str, worker: str) -> tuple[str, ...]:
-    """Key of the reward channel that worker ``worker`` learns from (under ``next``)."""
-    return (NEXT, group, REWARD_CHANNELS, worker)
+    """Key of the reward channel that worker ``worker`` learns from, within a step's ``next`` sub-tensordict."""
+    return (group, REWARD_CHANNELS, worker)
+
+
+def action_mask(group: str) -> tuple[str, ...]:
+    """Key of the group's legal actions (``[..., agents, actions]`` bool), where the env provides them."""
+    return (group, ACTION_MASK)
+
+
+def acting(group: str) -> tuple[str, ...]:
+    """Key of which of the group's agents act at this step (``[..., agents]`` bool), in turn-based envs."""
+    return (group, ACTING)
 
 
 def embedding(group: str, modality: str) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ from torchrl.envs.utils import MarlGroupMapType, check_marl_grouping
 from transformers import PreTrainedTokenizerFast
 
 from himo.envs import keys
+from himo.envs.constructor_errors import EnvConstructionError
 from himo.envs.gymnasium_adapter import declared_reward_components, import_optional
 from himo.envs.spaces import STATE, ObservationConverter, done_specs, reset_mask
 
@@ -332,7 +333,10 @@ def make_pettingzoo_env(
     if api is None:
         api = "parallel" if hasattr(module, "parallel_env") else "aec"
     if api == "parallel":
-        envs = [module.parallel_env(**kwargs) for _ in range(num_envs)]
+        try:
+            envs = [module.parallel_env(**kwargs) for _ in range(num_envs)]
+        except Exception as error:  # noqa: BLE001 - the env's own constructor runs here and may raise anything
+            raise EnvConstructionError(f"{name}.parallel_env", None, kwargs, error) from error
         env: EnvBase = PettingZooParallelBatchEnv(
             envs,
             group_map=group_map,
@@ -344,7 +348,10 @@ def make_pettingzoo_env(
     elif api == "aec":
         if reward_components:
             raise ValueError("reward components from info are supported for parallel PettingZoo envs only")
-        env = SerialEnv(num_envs, partial(_make_aec_copy, module, group_map, kwargs), device=device)
+        try:  # SerialEnv builds one copy right away to read its specs
+            env = SerialEnv(num_envs, partial(_make_aec_copy, module, group_map, kwargs), device=device)
+        except Exception as error:  # noqa: BLE001 - the env's own constructor runs here and may raise anything
+            raise EnvConstructionError(f"{name}.env", None, kwargs, error) from error
         env.set_seed(seed)
         # SerialEnv forwards attributes to its copies as lists: keep one group map and no text.
         env.group_map = env.group_map[0]

@@ -130,6 +130,18 @@ class ActionSpace(Protocol):
         ...
 
 
+def legal_logits(logits: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+    """``logits [..., actions]`` with the illegal actions (``legal`` False) at the dtype's lowest value.
+
+    A worker restricted to a subset of actions (its own logits already at the lowest value outside it)
+    that has no legal action in its subset at some step acts uniformly among the legal ones there.
+    """
+    floor = torch.finfo(logits.dtype).min
+    masked = logits.masked_fill(~legal, floor)
+    stranded = (masked == floor).all(-1, keepdim=True)
+    return torch.where(stranded, torch.zeros_like(logits).masked_fill(~legal, floor), masked)
+
+
 def mixture_log_probs(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Log-probabilities ``log sum_k w_k softmax(logits_k)`` of the mixture over actions.
 

@@ -16,9 +16,10 @@ batch into each level's :class:`himo.agents.base.LevelProblem`:
   regresses an option-value head ``Q(s, o)`` on the semi-MDP returns at decision points and trains
   the termination heads (``himo.hierarchy.termination``).
 
-Targets are GAE (PPO, A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so
-values and the acting policy's log-probabilities are re-evaluated with the current parameters and
-the importance weights ``pi / mu`` correct the returns).
+Each level's declaration (``himo.agents.declaration``) says which targets it learns from: GAE (PPO,
+A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so values and the acting
+policy's log-probabilities are re-evaluated with the current parameters, before either level's
+update changes them, and the importance weights ``pi / mu`` correct the returns).
 
 An off-policy level (SAC) gets transitions to store instead: a worker's are every env step, with its
 own reward channel, whichever worker acted (each worker's Q-functions learn ``Q^{pi_m}`` of its own
@@ -45,6 +46,7 @@ from himo.agents.base import (
     SoftHeadOutputs,
     gradient_epochs,
 )
+from himo.agents.declaration import Targets
 from himo.agents.registry import ALGORITHMS
 from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.vtrace import vtrace_targets
@@ -69,7 +71,7 @@ def rows_per_minibatch(settings: Any, rows: int, samples_per_row: int) -> int:
 
 def build_algorithm(settings: Any, model: LevelModel, total_frames: int, name: str) -> LevelAlgorithm:
     """The level algorithm ``settings.name`` over the level's model."""
-    return ALGORITHMS[settings.name](settings, model, total_frames, name)
+    return ALGORITHMS[settings.name].algorithm(settings, model, total_frames, name)
 
 
 class GroupLearner:
@@ -90,6 +92,8 @@ class GroupLearner:
         self.worker_settings = workers
         self.rules = policy.rules
         self.gamma = gamma
+        self.worker_targets: Targets = ALGORITHMS[workers.name].targets
+        self.manager_targets: Targets = ALGORITHMS[manager.name].targets
         self.workers = build_algorithm(workers, policy.worker_model(), total_frames, f"{self.group} workers")
         # With a single worker the manager has nothing to choose: a flat agent.
         self.manager = (
@@ -110,26 +114,30 @@ class GroupLearner:
 
     def update(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         """One round of learning on both levels; returns metrics keyed by their TensorBoard tags."""
-        levels = [level for level in (self.workers, self.manager) if level is not None]
-        successor = None
-        if any(level.estimator != "replay" for level in levels):  # on-policy targets bootstrap from it; SAC does not
-            with torch.no_grad():
+        targets = [self.worker_targets] + ([self.manager_targets] if self.manager is not None else [])
+        successor = current = None
+        with torch.no_grad():
+            if any(target is not Targets.REPLAY for target in targets):  # on-policy targets bootstrap from it
                 successor = self.policy.evaluate(batch.get(keys.NEXT).select(self.group).copy())
-        if self.workers.estimator == "replay":
+            if self.manager is not None and self.manager_targets is Targets.VTRACE:
+                # V-trace compares the manager's values with the successor values: both at the parameters from
+                # before the workers' update, which changes the encoders the manager reads.
+                current = self.policy.evaluate_manager(batch.select(self.group).copy())
+        if self.worker_targets is Targets.REPLAY:
             metrics = self._replay_workers(batch, frames)
         else:
             metrics = self._update_workers(batch, successor, frames)
         if self.manager is not None:
-            if self.manager.estimator == "replay":
+            if self.manager_targets is Targets.REPLAY:
                 metrics |= self._replay_manager(batch, frames)
             else:
-                metrics |= self._update_manager(batch, successor, frames)
+                metrics |= self._update_manager(batch, successor, current, frames)
         return metrics
 
     # ----------------------------------------------------------------------------- off-policy levels (SAC)
     def _replay_workers(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         group = self.group
-        rows = worker_transitions(batch, group, self.policy.worker_names, self.gamma)
+        rows = worker_transitions(batch, group, self.policy.worker_names, self.gamma, self.policy.observed_keys)
 
         def evaluate(sample: TensorDictBase, successor: bool) -> dict[str, SoftHeadOutputs]:
             source = sample.get("successor" if successor else "state")
@@ -139,7 +147,7 @@ class GroupLearner:
 
     def _replay_manager(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         group = self.group
-        rows, option_length = manager_transitions(batch, group, self.gamma)
+        rows, option_length = manager_transitions(batch, group, self.gamma, self.policy.observed_keys)
         if rows is None:
             return {}
 
@@ -167,7 +175,7 @@ class GroupLearner:
         data, after = batch.get(group), batch.get((keys.NEXT, group))
         envs, _, agents = data.shape
         # Samples keep the agent dimension ([env steps, agents]): a centralised critic reads the whole group.
-        samples = data.select(keys.OBSERVATION, keys.ACTION)
+        samples = data.select(*self.policy.observed_keys, keys.ACTION)
         weights = after.get((keys.MANAGER, keys.WEIGHTS))
         weighted = self.rules.mode == "weighted"
         if weighted:  # the weights in force at each step: the acting policy a worker learns through
@@ -177,14 +185,20 @@ class GroupLearner:
         evaluate = self._worker_evaluator(samples)
         done, terminated = lanes(after.get(keys.DONE)), lanes(after.get(keys.TERMINATED))
         extra: dict[str, float] = {}
-        if self.workers.estimator == "vtrace":
+        vtrace = self.worker_targets is Targets.VTRACE
+        # Turn-based envs: an agent's actor learns only from its own turns (its critic from every step: the value
+        # of its state is defined whether or not it moves).
+        acting = data.get(keys.ACTING).to(weights.dtype) if self.policy.turn_based else torch.ones_like(weights[..., 0])
+        if vtrace:
             current, behaviour, target = self._current_worker_policy(batch, samples)
+            # Off its turns the action did nothing: no importance correction there (rho = 1 keeps the traces).
+            target = torch.where(lanes(acting) > 0, target, behaviour)
             extra = _importance_metrics(behaviour, target, settings.rho_clip, "workers")
         targets = {}
         for index, name in enumerate(self.policy.worker_names):
             next_value = lanes(successor.get(keys.worker(group, name, keys.STATE_VALUE)))
-            reward = lanes(after.get((keys.REWARD_CHANNELS, name)))
-            if self.workers.estimator == "vtrace":
+            reward = lanes(batch.get((keys.NEXT, *keys.reward_channel(group, name))))
+            if vtrace:
                 advantage, returns = vtrace_targets(
                     behaviour_log_prob=behaviour,
                     target_log_prob=target,
@@ -214,7 +228,7 @@ class GroupLearner:
                     "returns": from_lanes(returns, envs),
                     # Weighted mode: the acting policy's ratio on every step (see GroupPolicy.worker_outputs).
                     "old_log_prob": data.get(keys.LOG_PROB) if weighted else data.get((keys.WORKERS, name, keys.LOG_PROB)),
-                    "weight": torch.ones_like(weights[..., index]) if weighted else weights[..., index],
+                    "weight": acting if weighted else weights[..., index] * acting,
                 },
                 batch_size=data.shape,
             ).reshape(-1, agents)
@@ -242,17 +256,19 @@ class GroupLearner:
         return current, lanes(data.get(keys.LOG_PROB)), lanes(target.reshape(data.shape))
 
     # ---------------------------------------------------------------------------------------- manager
-    def _update_manager(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
+    def _update_manager(
+        self, batch: TensorDictBase, successor: TensorDictBase, current: TensorDictBase | None, frames: int
+    ) -> dict[str, float]:
+        """The manager's update; ``current`` holds its outputs under the parameters ``successor`` was evaluated
+        with (V-trace re-evaluates the batch's values), ``None`` for GAE (the values stored at collection)."""
         group, settings = self.group, self.manager_settings
         data, after = batch.get(group), batch.get((keys.NEXT, group))
-        vtrace = self.manager.estimator == "vtrace"
+        vtrace = self.manager_targets is Targets.VTRACE
         reward = lanes(after.get(keys.REWARD))
         next_value = lanes(successor.get(keys.manager(group, keys.STATE_VALUE)))
         if self.rules.learned:
             reward, next_value = charge_switches(batch, successor, group, self.rules.switching_cost, reward, next_value)
         if vtrace:
-            with torch.no_grad():
-                current = self.policy.evaluate_manager(batch.select(group).copy())
             value = lanes(current.get(keys.manager(group, keys.STATE_VALUE)))
         else:
             value = lanes(data.get((keys.MANAGER, keys.STATE_VALUE)))

@@ -7,6 +7,11 @@ termination logit and option value). The selector (``himo.hierarchy.selectors``)
 due, carries the option elsewhere and takes the action. The option state is read from
 ``(group, "manager", ...)`` and written to ``("next", group, "manager", ...)``, so it travels as
 env state (see ``himo.hierarchy.state``) and any TorchRL collector carries it.
+
+Where the env gives each agent's legal actions (``(group, "action_mask")``), every worker's logits
+are masked to them as soon as its heads run, so acting, the combined policy of weighted mode and
+learning all see only legal actions. In turn-based envs (``(group, "mask")``) the option state
+advances only on an agent's own turns (``himo.hierarchy.selectors``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from himo.agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameter
 from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.heads import ActorCriticHeads, OptionCriticHeads
 from himo.envs import keys
-from himo.hierarchy.actions import ActionSpace
+from himo.hierarchy.actions import ActionSpace, legal_logits
 from himo.hierarchy.selectors import OptionRules, OptionSelector
 from himo.modalities.keyed import KeyedModule
 
@@ -111,6 +116,8 @@ class GroupPolicy(TensorDictModuleBase):
         actions: the group's action space (``himo.hierarchy.actions``).
         rules: the manager's mode and termination.
         agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
+        legal_actions: the env gives each agent's legal actions at ``(group, "action_mask")`` (discrete actions).
+        turn_based: the env says which agents act at each step at ``(group, "mask")``.
     """
 
     def __init__(
@@ -123,9 +130,13 @@ class GroupPolicy(TensorDictModuleBase):
         actions: ActionSpace,
         rules: OptionRules,
         agent_identity: AgentIdentity | None = None,
+        legal_actions: bool = False,
+        turn_based: bool = False,
     ) -> None:
         super().__init__()
         self.group = group
+        self.legal_actions = legal_actions
+        self.turn_based = turn_based
         self.worker_names = [worker.name for worker in workers]
         self.encoders = nn.ModuleDict(encoders)
         self.shared_encoders = nn.ModuleDict({name.replace(".", "_"): module for name, module in shared_encoders.items()})
@@ -155,11 +166,24 @@ class GroupPolicy(TensorDictModuleBase):
         self.manager = KeyedModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
         self.actions = actions
         control = torch.stack([actions.control_mask(worker.controlled_parts) for worker in workers])
-        self.selector = OptionSelector(group, self.worker_names, rules, actions, control)
+        self.selector = OptionSelector(group, self.worker_names, rules, actions, control, turn_based)
         # Built only to compute the declared keys; the modules stay registered once, above.
         chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
-        self.in_keys = list(chain.in_keys)
+        self.in_keys = list(chain.in_keys) + ([keys.action_mask(group)] if legal_actions else [])
         self.out_keys = list(chain.out_keys)
+
+    @property
+    def observed_keys(self) -> list[str]:
+        """The group's entries the policy reads at a step, beside its option state: what learning keeps of a step."""
+        return [keys.OBSERVATION, *([keys.ACTION_MASK] if self.legal_actions else [])]
+
+    def _mask_illegal(self, tensordict: TensorDictBase) -> None:
+        if not self.legal_actions:
+            return
+        legal = tensordict.get(keys.action_mask(self.group))
+        for name in self.worker_names:
+            (key,) = self.actions.worker_keys(name)
+            tensordict.set(key, legal_logits(tensordict.get(key), legal))
 
     def _encoding_modules(self) -> list[TensorDictModuleBase]:
         identity = [self.agent_identity] if self.agent_identity is not None else []
@@ -185,6 +209,7 @@ class GroupPolicy(TensorDictModuleBase):
         self.encode(tensordict)
         for worker in self.workers.values():
             worker(tensordict)
+        self._mask_illegal(tensordict)
         return tensordict
 
     def evaluate_manager(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -224,11 +249,13 @@ class GroupPolicy(TensorDictModuleBase):
         self.encode(tensordict)
         detached = tensordict.copy()  # new keys, shared tensors
         outputs = {}
-        for name, worker in self.workers.items():
-            features = torch.cat([tensordict.get(key).float() for key in worker.in_keys], dim=-1)
+        for worker in self.workers.values():
             for key in worker.in_keys:
                 detached.set(key, tensordict.get(key).detach())
             worker(detached)
+        self._mask_illegal(detached)
+        for name, worker in self.workers.items():
+            features = torch.cat([tensordict.get(key).float() for key in worker.in_keys], dim=-1)
             outputs[name] = SoftHeadOutputs(
                 features=worker.module.critic_inputs(features),
                 policy=self.actions.soft_policy(detached, name),

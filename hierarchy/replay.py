@@ -24,8 +24,11 @@ from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices
 from himo.hierarchy.termination import lanes
 
 
-def worker_transitions(batch: TensorDictBase, group: str, workers: Sequence[str], gamma: float) -> TensorDict:
-    """``[envs * time]`` rows: each env step, with every worker's reward channel."""
+def worker_transitions(
+    batch: TensorDictBase, group: str, workers: Sequence[str], gamma: float, observed: Sequence[str] = (keys.OBSERVATION,)
+) -> TensorDict:
+    """``[envs * time]`` rows: each env step, with every worker's reward channel; states keep the group's
+    ``observed`` entries (the observation, and the legal actions where the env has them)."""
     data, after = batch.get(group), batch.get((keys.NEXT, group))
     envs, steps, agents = data.shape
     action, terminated = data.get(keys.ACTION), after.get(keys.TERMINATED).reshape(data.shape)
@@ -33,7 +36,7 @@ def worker_transitions(batch: TensorDictBase, group: str, workers: Sequence[str]
         name: TensorDict(
             {
                 "action": action,
-                "reward": after.get((keys.REWARD_CHANNELS, name)).reshape(data.shape),
+                "reward": batch.get((keys.NEXT, *keys.reward_channel(group, name))).reshape(data.shape),
                 "discount": torch.full(data.shape, gamma),
                 "terminated": terminated,
             },
@@ -42,16 +45,18 @@ def worker_transitions(batch: TensorDictBase, group: str, workers: Sequence[str]
         for name in workers
     }
     return transitions(
-        data.select(keys.OBSERVATION).reshape(envs * steps, agents),
-        after.select(keys.OBSERVATION).reshape(envs * steps, agents),
+        data.select(*observed).reshape(envs * steps, agents),
+        after.select(*observed).reshape(envs * steps, agents),
         heads,
         envs * steps,
     )
 
 
-def manager_transitions(batch: TensorDictBase, group: str, gamma: float) -> tuple[TensorDict | None, float]:
+def manager_transitions(
+    batch: TensorDictBase, group: str, gamma: float, observed: Sequence[str] = (keys.OBSERVATION,)
+) -> tuple[TensorDict | None, float]:
     """One row per option that began in the batch (with the deciding agent's index as ``agent``), and the mean
-    option length; ``None`` rows when no decision was made."""
+    option length; ``None`` rows when no decision was made. States keep the group's ``observed`` entries."""
     data, after = batch.get(group), batch.get((keys.NEXT, group))
     decision = lanes(data.get((keys.MANAGER, keys.DECISION)))
     zeros = torch.zeros(decision.shape)
@@ -82,8 +87,8 @@ def manager_transitions(batch: TensorDictBase, group: str, gamma: float) -> tupl
         batch_size=[lane.numel()],
     )
     rows = transitions(
-        data[env, step].select(keys.OBSERVATION),
-        after[env, last].select(keys.OBSERVATION),
+        data[env, step].select(*observed),
+        after[env, last].select(*observed),
         {"manager": head},
         lane.numel(),
         extra={"agent": agent},

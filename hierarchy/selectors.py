@@ -19,6 +19,11 @@ decides:
   manager's termination head at the state reached); the draw is stored under
   ``(group, "manager", "termination")``.
 
+Turn-based (AEC) envs say which agents act at each step (``(group, "mask")``): an agent's option state
+advances only on its own turns. The manager decides at an agent's first turn of an episode (its age is
+still 0) and where its option ends; an option's age counts the agent's turns; between turns the state
+is carried unchanged.
+
 Greedy evaluation (``ExplorationType.DETERMINISTIC`` or ``MODE``): the most likely worker, or the
 Dirichlet's mean; the most likely action (of the mixture); an option ends where ``beta > 1/2``.
 """
@@ -119,10 +124,17 @@ class OptionSelector(TensorDictModuleBase):
     """
 
     def __init__(
-        self, group: str, workers: Sequence[str], rules: OptionRules, actions: ActionSpace, control: torch.Tensor
+        self,
+        group: str,
+        workers: Sequence[str],
+        rules: OptionRules,
+        actions: ActionSpace,
+        control: torch.Tensor,
+        turn_based: bool = False,
     ) -> None:
         super().__init__()
         self.group = group
+        self.turn_based = turn_based
         self.workers = list(workers)
         self.rules = rules
         self.actions = actions
@@ -134,6 +146,7 @@ class OptionSelector(TensorDictModuleBase):
             *(keys.manager(group, leaf) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS, keys.LOGITS)),
             *([keys.manager(group, keys.TERMINATION_LOGITS)] if rules.learned else []),
             *(key for name in self.workers for key in actions.worker_keys(name)),
+            *([keys.acting(group)] if turn_based else []),
         ]
         self.out_keys = [
             keys.manager(group, keys.DECISION),
@@ -178,24 +191,33 @@ class OptionSelector(TensorDictModuleBase):
         is_init = tensordict.get(IS_INIT).expand_as(previous)
         termination = self._ends(tensordict, previous, age) & ~is_init
         decision = is_init | termination
+        acting = None
+        if self.turn_based:  # the state advances only on the agent's own turns (see the module docstring)
+            acting = tensordict.get(keys.acting(group))
+            first_turn = is_init | (age == 0)
+            termination = termination & ~first_turn & acting
+            decision = (first_turn | termination) & acting
         option, weights, manager_log_prob = self._choose(
             decision,
             previous,
             tensordict.get(keys.manager(group, keys.WEIGHTS)),
             tensordict.get(keys.manager(group, keys.LOGITS)),
         )
-        acting = self.acting(tensordict, option, weights)
-        action = acting.mode() if greedy() else acting.sample()
+        policy = self.acting(tensordict, option, weights)
+        action = policy.mode() if greedy() else policy.sample()
         policies = self.actions.worker_policies(tensordict, self.workers, self.control)
+        next_age = torch.where(decision, 1, age + 1)
+        if acting is not None:
+            next_age = torch.where(acting, next_age, torch.where(is_init, 0, age))
 
         tensordict.set(keys.manager(group, keys.DECISION), decision)
         tensordict.set(keys.manager(group, keys.TERMINATION), termination)
         tensordict.set(keys.manager(group, keys.LOG_PROB), manager_log_prob)
         tensordict.set((keys.NEXT, *keys.manager(group, keys.OPTION)), option)
-        tensordict.set((keys.NEXT, *keys.manager(group, keys.AGE)), torch.where(decision, 1, age + 1))
+        tensordict.set((keys.NEXT, *keys.manager(group, keys.AGE)), next_age)
         tensordict.set((keys.NEXT, *keys.manager(group, keys.WEIGHTS)), weights)
         self.actions.write(tensordict, action)
-        tensordict.set((group, keys.LOG_PROB), acting.log_prob(action))
+        tensordict.set((group, keys.LOG_PROB), policy.log_prob(action))
         for name in self.workers:
             tensordict.set(keys.worker(group, name, keys.LOG_PROB), policies[name].log_prob(action))
         return tensordict

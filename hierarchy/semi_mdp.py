@@ -1,4 +1,4 @@
-"""The semi-MDP view of a collected batch, for the manager (DESIGN.md §2, step 5).
+"""The semi-MDP view of a collected batch, for the manager.
 
 The manager decides only at decision points; between them its option (worker) acts. Its learning
 data is the batch compacted to one *transition per option*:

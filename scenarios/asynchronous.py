@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.multiprocessing as multiprocessing
 
+from himo.agents.declaration import Collection
+from himo.agents.registry import ALGORITHMS
 from himo.agents.a3c import attach_optimizer_state, share_optimizer_state
 from himo.agents.optim import NonFiniteLossError
 from himo.agents import tags
@@ -39,8 +41,9 @@ REPORT_TIMEOUT_SECONDS = 600.0
 
 
 def uses_actor_learners(scenario: Scenario) -> bool:
-    """Whether the run's levels learn with A3C (actor-learner processes)."""
-    return "a3c" in (scenario.algorithm.workers.name, scenario.algorithm.manager.name)
+    """Whether a level's algorithm collects and learns in asynchronous actor-learner processes (A3C)."""
+    levels = (scenario.algorithm.workers, scenario.algorithm.manager)
+    return any(ALGORITHMS[level.name].collection is Collection.ASYNCHRONOUS for level in levels)
 
 
 @dataclass

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 
+from himo.agents.declaration import Targets
+from himo.agents.registry import ALGORITHMS
 from himo.envs import keys
 from himo.envs.registry import make_env
-from himo.envs.rewards import RewardChannels, make_reward_function
+from himo.envs.rewards import RewardChannels, RewardFunctionError
 from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
 from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from himo.hierarchy.selectors import OptionRules
@@ -63,10 +65,12 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     except (ValueError, TypeError, KeyError, ImportError, ModuleNotFoundError) as error:
         raise _error(scenario, ("env",), f"cannot build {scenario.env.id}: {error}") from None
     check_observation_keys(scenario, base)
-    functions = {name: make_reward_function(spec.function, **spec.parameters) for name, spec in scenario.rewards.items()}
+    functions = {name: spec.build() for name, spec in scenario.rewards.items()}
     mixes = {name: dict(worker.reward) for name, worker in scenario.workers.items()}
     try:
         env = TransformedEnv(base, RewardChannels(mixes, functions=functions))
+    except RewardFunctionError as error:
+        raise _error(scenario, ("rewards", error.component, error.field), str(error)) from None
     except KeyError as error:
         raise _error(scenario, ("workers",), str(error.args[0])) from None
     groups = agent_groups(env)
@@ -83,7 +87,7 @@ def _episode_returns(scenario: Scenario, groups: list[str]) -> RewardSum:
         in_keys.append((group, keys.REWARD))
         out_keys.append((group, keys.EPISODE_REWARD))
         for worker in scenario.workers:
-            in_keys.append((group, keys.REWARD_CHANNELS, worker))
+            in_keys.append(keys.reward_channel(group, worker))
             out_keys.append((group, keys.EPISODE_CHANNEL_RETURNS, worker))
     return RewardSum(in_keys=in_keys, out_keys=out_keys, reset_keys=["_reset"] * len(in_keys))
 
@@ -117,8 +121,12 @@ def _action_space(scenario: Scenario, env: EnvBase, group: str) -> ActionSpace:
         if parts.composite and worker.actions is not None:
             message = f"group {group!r} has a composite action {list(parts.names)}: choose its parts with 'parts'"
             raise _error(scenario, ("workers", name, "actions"), message)
-    if parts.composite and scenario.algorithm.workers.name == "sac":
-        message = f"group {group!r} has a composite action {list(parts.names)}; sac workers need a single categorical one"
+    workers_algorithm = ALGORITHMS[scenario.algorithm.workers.name]
+    if parts.composite and not workers_algorithm.composite_actions:
+        message = (
+            f"group {group!r} has a composite action {list(parts.names)}; {workers_algorithm.name} workers cannot act "
+            f"on one ({workers_algorithm.refusal})"
+        )
         raise _error(scenario, ("algorithm", "workers", "name"), message)
     controlled = {part for worker in scenario.workers.values() for part in (worker.parts or parts.names)}
     if parts.composite and controlled != set(parts.names):
@@ -197,8 +205,29 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             centralised_agents=centralised,
         )
         identity = AgentIdentity(group, agents) if identity_size else None
-        groups[group] = GroupPolicy(group, encoders, shared_encoders, workers, network, actions, rules, identity)
+        legal_actions, turn_based = _env_masks(scenario, env, group, actions)
+        groups[group] = GroupPolicy(
+            group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based
+        )
     return HierarchicalPolicy(groups)
+
+
+def _env_masks(scenario: Scenario, env: EnvBase, group: str, actions: ActionSpace) -> tuple[bool, bool]:
+    """Whether the env gives the group's legal actions, and whether it is turn-based; errors for what cannot use them."""
+    observed = env.full_observation_spec[group].keys()
+    legal_actions, turn_based = keys.ACTION_MASK in observed, keys.ACTING in observed
+    if legal_actions and (not isinstance(actions, DiscreteActions) or actions.composite):
+        message = f"group {group!r} has an action mask: legal actions are supported for a single categorical action"
+        raise _error(scenario, ("env", "id"), message)
+    workers = ALGORITHMS[scenario.algorithm.workers.name]
+    if turn_based and workers.targets is Targets.REPLAY:
+        # The manager's replayed transitions are its options, which begin only on an agent's turns.
+        message = (
+            f"group {group!r} takes turns (a turn-based env): {workers.name} workers replay single env steps, "
+            f"including those where an agent did not act; use an on-policy worker algorithm"
+        )
+        raise _error(scenario, ("algorithm", "workers", "name"), message)
+    return legal_actions, turn_based
 
 
 LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager": ("manager",)}
@@ -206,8 +235,12 @@ LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager
 
 
 def load_level_checkpoints(scenario: Scenario, policy: HierarchicalPolicy) -> None:
-    """Load the parameters of every level whose ``algorithm.<level>.checkpoint`` names a run checkpoint."""
-    from himo.scenarios.checkpoint import CheckpointError, load_checkpoint
+    """Load the parameters of every level whose ``algorithm.<level>.checkpoint`` names a run checkpoint (a
+    file, or a run folder: its newest readable one, see ``himo.scenarios.run_checkpoints.read_named_checkpoint``)."""
+    import sys
+
+    from himo.scenarios.checkpoint import CheckpointError
+    from himo.scenarios.run_checkpoints import read_named_checkpoint
 
     for level, modules in LEVEL_MODULES.items():
         path = getattr(scenario.algorithm, level).checkpoint
@@ -215,12 +248,16 @@ def load_level_checkpoints(scenario: Scenario, policy: HierarchicalPolicy) -> No
             continue
         field = ("algorithm", level, "checkpoint")
         try:
-            saved = load_checkpoint(Path(path))["policy"]
+            found = read_named_checkpoint(Path(path))
+            saved = found.state["policy"]
         except (CheckpointError, KeyError) as error:
             raise _error(scenario, field, str(error)) from None
+        for line in found.warnings():
+            print(f"{'.'.join(field)}: {line}", file=sys.stderr)
         own = policy.state_dict()
         wanted = [name for name in own if name.split(".")[2] in modules]
         missing = [name for name in wanted if name not in saved or saved[name].shape != own[name].shape]
         if missing:
-            raise _error(scenario, field, f"{path} does not hold this scenario's {level} (first mismatch: {missing[0]})")
+            message = f"{found.path} does not hold this scenario's {level} (first mismatch: {missing[0]})"
+            raise _error(scenario, field, message)
         policy.load_state_dict({**own, **{name: saved[name] for name in wanted}})

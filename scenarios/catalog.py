@@ -28,7 +28,14 @@ def resolve_scenario(reference: str | Path, relative_to: Path | None = None) -> 
     builtins = builtin_scenarios()
     if str(reference) in builtins:
         return builtins[str(reference)]
-    if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
-        raise ScenarioError.single(str(candidate), "scenario file not found")
-    message = f"no scenario file or built-in scenario named {str(reference)!r}; built-ins: {sorted(builtins)}"
+    looked_for = candidate.absolute()
+    # A name that looks like a file (a suffix or a folder) is reported as a missing file, anything else as a name.
+    named = Path(reference)
+    if named.suffix in (".yaml", ".yml") or named.parent != Path("."):
+        message = f"scenario file not found: {str(reference)!r} (looked for {looked_for})"
+        raise ScenarioError.single(str(candidate), message)
+    message = (
+        f"no scenario file or built-in scenario named {str(reference)!r} (looked for {looked_for}); "
+        f"built-ins: {sorted(builtins)}"
+    )
     raise ScenarioError.single(str(reference), with_suggestion(message, str(reference), list(builtins)))

@@ -1,4 +1,8 @@
-"""Checkpoints: written atomically, so a crash mid-write never leaves a corrupt latest checkpoint."""
+"""Checkpoint files: written atomically, so a crash mid-write never leaves a corrupt one; and the random state.
+
+A run's folder of checkpoints (names, how many are kept, the newest readable one) is
+``himo.scenarios.run_checkpoints``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ from typing import Any
 import numpy
 import torch
 
-LATEST = "latest.pt"
-
 
 def save_atomically(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` through a temporary file in the same folder and an atomic rename."""
@@ -22,6 +24,21 @@ def save_atomically(state: dict[str, Any], path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, so that files deleted after it cannot outlive it after a power cut."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # some systems cannot open a folder; their renames are as durable as they get
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 class CheckpointError(Exception):

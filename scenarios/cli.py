@@ -121,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("eval", help="evaluate a run's greedy policy")
+    evaluate = commands.add_parser("eval", help="evaluate the greedy policy of a run's newest readable checkpoint")
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     evaluate.set_defaults(handler=_eval)
 
-    resume = commands.add_parser("resume", help="continue a run from its latest checkpoint")
+    resume = commands.add_parser("resume", help="continue a run from its newest readable checkpoint")
     resume.add_argument("run", metavar="RUN")
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
     resume.set_defaults(handler=_resume)

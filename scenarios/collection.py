@@ -15,6 +15,8 @@ from typing import Any
 from torchrl.collectors import Collector, MultiAsyncCollector
 from torchrl.envs import EnvBase
 
+from himo.agents.declaration import Collection
+from himo.agents.registry import ALGORITHMS
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env
 from himo.scenarios.schema import Scenario
@@ -24,8 +26,9 @@ ACTOR_SEED_STRIDE = 10_000
 
 
 def is_asynchronous(scenario: Scenario) -> bool:
-    """Whether the run's actors collect asynchronously (a level learns with IMPALA)."""
-    return "impala" in (scenario.algorithm.workers.name, scenario.algorithm.manager.name)
+    """Whether the run's actors collect asynchronously on lagged policies (a level learns with IMPALA)."""
+    levels = (scenario.algorithm.workers, scenario.algorithm.manager)
+    return any(ALGORITHMS[level.name].collection is Collection.LAGGED for level in levels)
 
 
 def _actor_env(scenario_data: dict[str, Any], seed: int) -> EnvBase:

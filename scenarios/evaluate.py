@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from torchrl.envs.utils import ExplorationType
 
 from himo.envs import keys
 from himo.scenarios.build import build_env, build_policy
-from himo.scenarios.checkpoint import LATEST, load_checkpoint, seed_everything
+from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
 from himo.scenarios.metrics import team_returns
-from himo.scenarios.run import CHECKPOINT_FOLDER, SCENARIO_FILE
+from himo.scenarios.run import SCENARIO_FILE
+from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, read_newest
 
 EVALUATION_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs so they see other episodes."""
@@ -57,10 +59,15 @@ class Evaluation:
 def evaluate(folder: Path, episodes: int) -> Evaluation:
     """Run the greedy policy of the run in ``folder`` for one episode in each of ``episodes`` envs.
 
-    Every env's first episode counts, however long it is, so short episodes are not favoured.
+    The policy is that of the run's newest readable checkpoint (a newer one that cannot be read is
+    skipped with a warning on stderr). Every env's first episode counts, however long it is, so short
+    episodes are not favoured.
     """
     scenario = load(folder / SCENARIO_FILE)
-    checkpoint = load_checkpoint(folder / CHECKPOINT_FOLDER / LATEST)
+    found = read_newest(folder / CHECKPOINT_FOLDER)
+    for line in found.warnings():
+        print(line, file=sys.stderr)
+    checkpoint = found.state
     seed_everything(scenario.train.seed + EVALUATION_SEED_OFFSET)
     env = build_env(scenario, num_envs=episodes, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
     policy = build_policy(scenario, env)

@@ -6,6 +6,7 @@ The result is a validated, frozen :class:`himo.scenarios.schema.Scenario`. Every
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,28 @@ from himo.scenarios.schema import Scenario
 EXTENDS = "extends"
 
 Origins = dict[FieldPath, Origin]
+
+
+class ScenarioYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads exponent numbers such as ``1e-3`` and ``1.0e308`` as floats.
+
+    PyYAML follows YAML 1.1, where a float needs a decimal point and a signed exponent, so it reads
+    ``1e-3`` as the text ``"1e-3"``. Typed fields would convert it, but free-form ones (``env.kwargs``)
+    would hand the text to the environment, which fails later and far from the file.
+    """
+
+
+# Added to this subclass only (PyYAML copies the resolver table on first change): the safe loader stays as it is.
+ScenarioYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` parsed as YAML by :class:`ScenarioYamlLoader`."""
+    return yaml.load(text, Loader=ScenarioYamlLoader)  # noqa: S506 - a safe loader
 
 
 def _collect_origins(node: yaml.Node, path: FieldPath, source: str, origins: Origins) -> None:
@@ -39,18 +62,30 @@ def _collect_origins(node: yaml.Node, path: FieldPath, source: str, origins: Ori
             _collect_origins(item, path + (index,), source, origins)
 
 
+def _decode(raw: bytes, source: str) -> str:
+    """The text of a scenario file, which must be UTF-8 (a leading byte-order mark is dropped)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        byte = raw[error.start : error.start + 1].hex()
+        message = f"not a text file (UTF-8): byte 0x{byte} cannot be decoded; save the file as UTF-8"
+        raise ScenarioError.single(source, message, line) from None
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], Origins]:
     """Parse one YAML file into a mapping and the origin (file, line) of each field path."""
     source = str(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise ScenarioError.single(source, "scenario file not found") from None
+        raise ScenarioError.single(source, f"scenario file not found (looked for {path.absolute()})") from None
     except OSError as error:
         raise ScenarioError.single(source, f"cannot read the file: {error.strerror}") from None
+    text = _decode(raw, source)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=ScenarioYamlLoader)
+        data = parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -93,6 +128,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Ori
     try:
         parent_path = resolve_scenario(parent, relative_to=path.parent)
     except ScenarioError as error:
+        # Reported at the 'extends' line of the file that names the parent; the message says where it was looked for.
         line = extends_origin.line if extends_origin else None
         raise ScenarioError.single(str(path), error.problems[0].message, line, (EXTENDS,)) from None
     base, base_origins = _load_tree(parent_path, chain + (path,))
@@ -107,7 +143,7 @@ def apply_override(data: dict[str, Any], origins: Origins, assignment: str) -> N
     if not separator or not all(parts):
         raise ScenarioError.single(source, "expected dotted.path=value, e.g. train.frames=10000")
     try:
-        value = yaml.safe_load(raw_value)
+        value = parse_yaml(raw_value)
     except yaml.YAMLError as error:
         raise ScenarioError.single(source, f"value is not valid YAML: {getattr(error, 'problem', error)}") from None
     container: Any = data

@@ -43,7 +43,7 @@ def batch_metrics(
 
         metrics[tag(tags.REWARD_ENV)] = after.get(keys.REWARD).float().mean().item()
         for worker in workers:
-            metrics[tag(tags.reward_channel(worker))] = after.get((keys.REWARD_CHANNELS, worker)).float().mean().item()
+            metrics[tag(tags.reward_channel(worker))] = batch.get((keys.NEXT, *keys.reward_channel(group, worker))).float().mean().item()
         if ended.any():
             metrics[tag(tags.EPISODE_RETURN)] = after.get(keys.EPISODE_REWARD)[ended].float().mean().item()
             for worker in workers:

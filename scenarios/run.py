@@ -1,8 +1,9 @@
 """The run loop: collect with a TorchRL ``Collector``, learn per group, log to TensorBoard, checkpoint.
 
 A run lives in ``<log.dir>/<scenario>-<time>/``: ``scenario.yaml`` (the resolved scenario),
-TensorBoard event files, and ``checkpoints/latest.pt`` (written atomically every
-``log.checkpoint_every`` frames, at the end, and when Ctrl-C stops the run). A checkpoint holds the
+TensorBoard event files, and ``checkpoints/frames-<frames>.pt`` (written atomically every
+``log.checkpoint_every`` frames, at the end, and when Ctrl-C stops the run; the last
+``log.keep_checkpoints`` are kept, see ``himo.scenarios.run_checkpoints``). A checkpoint holds the
 state after a batch: policy, optimisers and schedules, and the resume point (``himo.scenarios.resume_point``:
 random generators, collector, carried TensorDict and env state), so a resumed run continues exactly.
 """
@@ -10,6 +11,7 @@ random generators, collector, carried TensorDict and env state), so a resumed ru
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,17 +29,17 @@ from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env, build_policy, load_level_checkpoints
 from himo.scenarios.errors import RunError
-from himo.scenarios.checkpoint import LATEST, load_checkpoint, save_atomically, seed_everything
+from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.asynchronous import run_actor_learners, uses_actor_learners
 from himo.scenarios.collection import is_asynchronous, make_collector
 from himo.scenarios.interrupt import InterruptGuard, RunInterrupted
 from himo.scenarios.loader import load, to_yaml
 from himo.scenarios.metrics import batch_metrics
 from himo.scenarios.resume_point import capture_resume_point, restore_resume_point
+from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, FoundCheckpoint, read_newest, save_checkpoint
 from himo.scenarios.schema import Scenario
 
 SCENARIO_FILE = "scenario.yaml"
-CHECKPOINT_FOLDER = "checkpoints"
 
 
 @dataclass
@@ -78,9 +80,10 @@ def new_run_folder(scenario: Scenario) -> Path:
 class Trainer:
     """Everything a run holds: env, policy, learners, collector, writer and counters."""
 
-    def __init__(self, scenario: Scenario, folder: Path, checkpoint: dict | None = None) -> None:
+    def __init__(self, scenario: Scenario, folder: Path, resumed: FoundCheckpoint | None = None) -> None:
         self.scenario = scenario
         self.folder = folder
+        checkpoint = resumed.state if resumed else None
         self.frames = int(checkpoint["frames"]) if checkpoint else 0
         seed_everything(scenario.train.seed)
         # Where the env's state is in the checkpoint it is restored; where not, the resumed envs start
@@ -108,6 +111,9 @@ class Trainer:
         """After `run` resumed a checkpoint: whether the envs continued their episodes (else fresh ones began)."""
         self._resume_point: dict | None = None
         self._saved_frames: int | None = int(checkpoint["frames"]) if checkpoint else None
+        self._saved_path: Path | None = resumed.path if resumed else None
+        # Newer files the resume could not read: set aside at the first save, which outranks them.
+        self._unreadable: Sequence[Path] = resumed.skipped_paths if resumed else ()
         self._clock = (datetime.now(), self.frames)  # when and at which frames this process's part of the run began
         # TensorBoard drops what a resumed run logged past its checkpoint, i.e. steps above its frames: the
         # checkpoint's own batch was logged before it was saved, so it stays (purge_step = frames would drop it).
@@ -122,12 +128,13 @@ class Trainer:
         )
 
     @property
-    def checkpoint_path(self) -> Path:
-        """Where the latest checkpoint is written."""
-        return self.folder / CHECKPOINT_FOLDER / LATEST
+    def checkpoint_path(self) -> Path | None:
+        """The run's newest checkpoint: the last one saved, or the one it resumed from (None before either)."""
+        return self._saved_path
 
     def save(self) -> None:
-        """Write the latest checkpoint atomically: the state after the last batch (see `himo.scenarios.resume_point`)."""
+        """Write a checkpoint atomically: the state after the last batch (see `himo.scenarios.resume_point`);
+        the oldest beyond ``log.keep_checkpoints`` are then deleted."""
         if self._resume_point is None:
             raise RuntimeError("Trainer.save() is called by run(), once the collector exists")
         state = {
@@ -137,7 +144,10 @@ class Trainer:
             **self._resume_point,
             "scenario": to_yaml(self.scenario),
         }
-        save_atomically(state, self.checkpoint_path)
+        self._saved_path = save_checkpoint(
+            state, self.folder / CHECKPOINT_FOLDER, self.frames, self.scenario.log.keep_checkpoints, self._unreadable
+        )
+        self._unreadable = ()
         self._saved_frames = self.frames
 
     def run(self, progress: bool = True) -> TrainResult:
@@ -180,7 +190,7 @@ class Trainer:
                         self.save()
                     raise self._interruption(saved=True) from None
         except (NonFiniteLossError, ReplayBufferTooLarge) as error:
-            if self.checkpoint_path.is_file():
+            if self.checkpoint_path is not None:
                 saved = f"last good checkpoint: {self.checkpoint_path}"
             else:  # naming a file that is not there would send the user looking for it
                 saved = f"no checkpoint was written yet (log.checkpoint_every is {scenario.log.checkpoint_every} frames)"
@@ -316,7 +326,16 @@ def train(scenario: Scenario, folder: Path | None = None, progress: bool = True)
 
 
 def resume(folder: Path, progress: bool = True) -> TrainResult:
-    """Continue the run in ``folder`` from its latest checkpoint (see the module docstring for what it restores)."""
+    """Continue the run in ``folder`` from its newest readable checkpoint (see the module docstring for what it
+    restores); a newer one that cannot be read is skipped with a warning on stderr."""
     scenario = load(folder / SCENARIO_FILE)
-    checkpoint = load_checkpoint(folder / CHECKPOINT_FOLDER / LATEST)
-    return Trainer(scenario, folder, checkpoint).run(progress)
+    resumed = read_newest(folder / CHECKPOINT_FOLDER)
+    for line in resumed.warnings():
+        print(line, file=sys.stderr)
+    if resumed.skipped:
+        print(
+            "warning: once the resumed run saves a checkpoint, the skipped files are renamed *.unreadable "
+            "(kept for inspection, no longer tried)",
+            file=sys.stderr,
+        )
+    return Trainer(scenario, folder, resumed).run(progress)

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, ConfigDict, Field, WrapSerializer, field_validator, model_validator
+from pydantic import AfterValidator, Field, WrapSerializer, field_validator, model_validator
 
+from himo.agents.registry import ALGORITHMS
 from himo.envs.registry import split_env_id
-from himo.envs.rewards import REWARD_FUNCTIONS, make_reward_function
+from himo.envs.rewards import REWARD_FUNCTIONS, REWARD_LIMIT
 from himo.scenarios.algorithms import AlgorithmConfig
 from himo.scenarios.errors import FieldProblem, with_suggestion
 from himo.scenarios.schema_base import Section
@@ -36,6 +37,9 @@ def FrozenMapping(value_type: Any) -> Any:  # noqa: N802 - reads as a type in an
 
 
 EncoderConfigUnion = Annotated[Union[tuple(ENCODERS.values())], Field(discriminator="encoder")]
+RewardFunctionConfigUnion = Annotated[Union[tuple(REWARD_FUNCTIONS.values())], Field(discriminator="function")]
+RewardWeight = Annotated[float, Field(ge=-REWARD_LIMIT, le=REWARD_LIMIT)]
+"""A weight of a worker's reward mix: finite (as every float of a section) and of magnitude at most 1e6."""
 
 
 class EnvConfig(Section):
@@ -57,30 +61,6 @@ class EnvConfig(Section):
         return value
 
 
-class RewardFunctionConfig(Section):
-    """A named reward function computed on each step's TensorDict; its other fields are its parameters."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    function: str = Field(description="Registered reward function: novelty, progress, alive, step_cost, action_cost.")
-
-    @model_validator(mode="after")
-    def _buildable(self) -> RewardFunctionConfig:
-        if self.function not in REWARD_FUNCTIONS:
-            message = f"unknown reward function {self.function!r}; expected one of {sorted(REWARD_FUNCTIONS)}"
-            raise FieldProblem(("function",), with_suggestion(message, self.function, list(REWARD_FUNCTIONS)))
-        try:
-            make_reward_function(self.function, **self.parameters)
-        except (TypeError, ValueError) as error:
-            raise FieldProblem((), str(error)) from None
-        return self
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        """The function's keyword arguments (every field but ``function``)."""
-        return dict(self.model_extra or {})
-
-
 class WorkerConfig(Section):
     """One specialist worker: what it perceives, what it is rewarded for and what it may do."""
 
@@ -90,9 +70,10 @@ class WorkerConfig(Section):
     shared: tuple[str, ...] = Field(
         (), description="Extra low-dimensional observation keys the worker also reads (e.g. direction)."
     )
-    reward: FrozenMapping(float) = Field(
+    reward: FrozenMapping(RewardWeight) = Field(
         default_factory=lambda: {"env": 1.0},
-        description="Reward channel as weights over reward components; 'env' is the team reward.",
+        description="Reward channel as weights over reward components; 'env' is the team reward. Each weight is "
+        "-1e6 to 1e6.",
     )
     actions: tuple[str | int, ...] | None = Field(
         None, description="Subset of discrete actions (names or indices) the worker may take; default: all."
@@ -122,7 +103,10 @@ class LearnedTermination(Section):
         description="learned: a termination head per worker ends its option (option-critic, with a switching cost)."
     )
     switching_cost: float = Field(
-        0.01, ge=0.0, description="Kind 'learned': cost of each option switch, in team-reward units."
+        0.01,
+        ge=0.0,
+        le=REWARD_LIMIT,
+        description="Kind 'learned': cost of each option switch, in team-reward units, 0 to 1e6.",
     )
 
     @model_validator(mode="before")
@@ -197,9 +181,12 @@ class TrainConfig(Section):
     frames: int = Field(300_000, ge=1, description="Environment frames to train for.")
     frames_per_batch: int = Field(2048, ge=1, description="Frames collected per batch (all envs together).")
     gamma: float = Field(0.99, gt=0.0, le=1.0, description="Discount factor.")
-    seed: int = Field(0, ge=0, description="Seed of every random generator of the run.")
+    # NumPy's global generator takes seeds below 2**32, the narrowest of the generators seeded.
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of every random generator of the run, 0 to 2**32 - 1.")
     device: str = Field("cpu", description="Torch device for the policy and learning.")
-    threads: int = Field(1, ge=1, description="Torch intra-op threads (1 is fastest for small networks).")
+    threads: int = Field(
+        1, ge=1, le=1024, description="Torch intra-op threads, 1 to 1024 (1 is fastest for small networks)."
+    )
     actors: int = Field(
         1,
         ge=1,
@@ -214,19 +201,10 @@ class LogConfig(Section):
 
     dir: str = Field("runs", description="Folder holding one sub-folder per run.")
     checkpoint_every: int = Field(50_000, ge=1, description="Frames between checkpoints.")
+    keep_checkpoints: int = Field(
+        3, ge=1, description="Newest checkpoints kept; older ones are deleted once a new one is written."
+    )
     eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation.")
-
-
-ALGORITHM_FAMILIES = {
-    "ppo": "synchronous", "a2c": "synchronous", "trpo": "synchronous", "sac": "synchronous",
-    "impala": "lagged", "a3c": "asynchronous",
-}
-"""How each algorithm's data is collected: levels of one run must agree (they share the collection)."""
-FAMILY_REASONS = {
-    "synchronous": "collects with the current policy in the training process",
-    "lagged": "whose actors run on lagged copies of the policy",
-    "asynchronous": "whose processes collect and update shared parameters without waiting for each other",
-}
 
 
 class Scenario(Section):
@@ -238,8 +216,10 @@ class Scenario(Section):
     modalities: FrozenMapping(EncoderConfigUnion) = Field(
         min_length=1, description="Modalities by name, each with its observation key and encoder."
     )
-    rewards: FrozenMapping(RewardFunctionConfig) = Field(
-        default_factory=dict, description="Reward functions by component name, usable in workers' reward mixes."
+    rewards: FrozenMapping(RewardFunctionConfigUnion) = Field(
+        default_factory=dict,
+        description="Reward functions by component name, usable in workers' reward mixes; each with its function "
+        "and that function's parameters.",
     )
     workers: FrozenMapping(WorkerConfig) = Field(
         default_factory=dict, description="Workers by name; default: one worker per modality."
@@ -274,18 +254,18 @@ class Scenario(Section):
         if len(self.workers) > 1:  # a single worker leaves the manager nothing to learn
             levels["manager"] = self.algorithm.manager
         trained = {level: config for level, config in levels.items() if not config.frozen}
-        families = {level: ALGORITHM_FAMILIES[config.name] for level, config in trained.items()}
-        if len(set(families.values())) > 1:
-            (first, first_family), (other, other_family) = list(families.items())[:2]
+        collections = {level: ALGORITHMS[config.name].collection for level, config in trained.items()}
+        if len(set(collections.values())) > 1:
+            (first, first_collection), (other, other_collection) = list(collections.items())[:2]
             raise FieldProblem(
                 ("algorithm", other, "name"),
-                f"the {first} level learns with {trained[first].name} ({FAMILY_REASONS[first_family]}) but the {other} "
-                f"level's {trained[other].name} {FAMILY_REASONS[other_family]}; use algorithms of one kind at both "
+                f"the {first} level learns with {trained[first].name} ({first_collection.value}) but the {other} "
+                f"level's {trained[other].name} {other_collection.value}; use algorithms of one kind at both "
                 f"levels (or freeze one level)",
             )
         # A frozen level still runs in its algorithm's process layout (see himo.scenarios.collection).
-        layouts = {ALGORITHM_FAMILIES[config.name] for config in levels.values()}
-        if self.train.actors > 1 and not {"lagged", "asynchronous"} & layouts:
+        layouts = {ALGORITHMS[config.name].collection for config in levels.values()}
+        if self.train.actors > 1 and not any(layout.uses_actor_processes for layout in layouts):
             raise FieldProblem(
                 ("train", "actors"),
                 "several actor processes are for impala and a3c; the other algorithms learn from data collected "
@@ -294,27 +274,28 @@ class Scenario(Section):
         return self
 
     @model_validator(mode="after")
-    def _soft_actor_critic_fits(self) -> Scenario:
-        if self.algorithm.manager.name == "sac" and len(self.workers) > 1:
-            if self.manager.mode == "weighted":
+    def _algorithms_can_do_what_is_asked(self) -> Scenario:
+        manager, workers = ALGORITHMS[self.algorithm.manager.name], ALGORITHMS[self.algorithm.workers.name]
+        if len(self.workers) > 1:
+            if self.manager.mode == "weighted" and not manager.weighted_manager:
                 raise FieldProblem(
                     ("algorithm", "manager", "name"),
-                    "a sac manager learns a categorical choice of worker (select mode); weighted mode samples weights "
-                    "over workers, which sac does not learn here: use mode select, or another manager algorithm",
+                    f"a {manager.name} manager cannot learn weighted mode ({manager.refusal}): use mode select, or "
+                    f"another manager algorithm",
                 )
-            if self.manager.termination.kind == "learned":
+            if self.manager.termination.kind == "learned" and not manager.learned_termination:
                 raise FieldProblem(
                     ("algorithm", "manager", "name"),
-                    "learned termination trains on the manager's on-policy option values; use interval termination "
-                    "with a sac manager, or another manager algorithm",
+                    f"a {manager.name} manager cannot learn learned termination ({manager.refusal}): use interval "
+                    f"termination, or another manager algorithm",
                 )
-        if self.algorithm.workers.name == "sac":
+        if not workers.composite_actions:
             for name, worker in self.workers.items():
                 if worker.parts is not None:
                     raise FieldProblem(
                         ("workers", name, "parts"),
-                        "sac workers act on a single categorical or continuous action; parts of a composite action "
-                        "need another worker algorithm",
+                        f"{workers.name} workers cannot act on parts of a composite action ({workers.refusal}); "
+                        f"use another worker algorithm",
                     )
         return self
 

@@ -82,24 +82,28 @@ class BeaconConfig:
             ):
                 raise ValueError(f"himo/beacon: {field.name} must be {expected.__name__}, got {value!r}")
         interior = (self.size - 2) ** 2
+        # Upper bounds stop values that would pass here and fail later: tensors too large to allocate,
+        # or a step count beyond int64. They are far above any useful setting.
         checks = [
-            (self.agents >= 1, "agents must be >= 1"),
-            (self.size >= 5, "size must be >= 5"),
+            (1 <= self.agents <= 256, "agents must be in 1..256"),
+            (5 <= self.size <= 64, "size must be in 5..64"),
             (1 <= self.beacons <= len(COLOURS), f"beacons must be in 1..{len(COLOURS)}"),
             (self.hazards >= 0, "hazards must be >= 0"),
             (
                 self.beacons + self.hazards + self.agents <= interior // 2,
                 f"beacons + hazards + agents must fill at most half of the {interior} free cells",
             ),
-            (self.view >= 3 and self.view % 2 == 1, "view must be odd and >= 3"),
-            (self.tile >= 1, "tile must be >= 1"),
-            (self.max_steps >= 1, "max_steps must be >= 1"),
+            (3 <= self.view <= 31 and self.view % 2 == 1, "view must be odd and in 3..31"),
+            (1 <= self.tile <= 32, "tile must be in 1..32"),
+            (1 <= self.max_steps <= 1_000_000, "max_steps must be in 1..1000000"),
             (self.sample_rate > 2 * max(TONES_HZ), f"sample_rate must exceed {2 * max(TONES_HZ):.0f} Hz (Nyquist)"),
+            (self.sample_rate <= 192_000, "sample_rate must be at most 192000 Hz"),
+            (1 <= self.samples <= 65_536, "samples must be in 1..65536"),
             (
-                self.sample_rate / self.samples <= TONE_SPACING_HZ / 2,
+                self.samples >= 1 and self.sample_rate / self.samples <= TONE_SPACING_HZ / 2,
                 "samples must be >= sample_rate / 62.5 so neighbouring tones are two FFT bins apart",
             ),
-            (self.noise >= 0.0 and math.isfinite(self.noise), "noise must be a finite number >= 0"),
+            (0.0 <= self.noise <= 100.0 and math.isfinite(self.noise), "noise must be a finite number in 0..100"),
         ]
         for ok, message in checks:
             if not ok:

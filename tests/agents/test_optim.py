@@ -110,7 +110,7 @@ def test_select_and_count_parameters_deduplicate_shared_modules() -> None:
 
 
 def test_from_settings_reads_a_scenario_level() -> None:
-    from himo.scenarios.algorithms import PPOConfig as LevelAlgorithmConfig
+    from himo.agents.ppo import PPOConfig as LevelAlgorithmConfig
 
     settings = LevelAlgorithmConfig(optimizer="rmsprop", lr=0.01, lr_schedule="linear", max_grad_norm=None)
     parameter = nn.Parameter(torch.zeros(2))

@@ -77,6 +77,25 @@ def test_unknown_name_and_bad_kwargs_raise_clear_errors():
         make(size=9.0)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 100_000}, "size must be in 5..64"),
+        ({"view": 101}, "view must be odd and in 3..31"),
+        ({"tile": 1000}, "tile must be in 1..32"),
+        ({"max_steps": 10**20}, "max_steps must be in 1..1000000"),
+        ({"samples": 0}, "samples must be in 1..65536"),
+        ({"samples": 10**10}, "samples must be in 1..65536"),
+        ({"noise": 1e308}, "noise must be a finite number in 0..100"),
+        ({"agents": 10**5}, "agents must be in 1..256"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_up_front(kwargs: dict, message: str) -> None:
+    # Each would otherwise pass here and fail later: an allocation too large, or a step count beyond int64.
+    with pytest.raises(ValueError, match=message):
+        make(num_envs=1, **kwargs)
+
+
 def test_same_seed_same_trajectory_other_seed_differs():
     def play(seed: int) -> list[torch.Tensor]:
         env = make(num_envs=4, seed=seed, max_steps=6)

@@ -198,3 +198,11 @@ def test_nested_dict_spaces_give_nested_entries() -> None:
 def test_missing_optional_package_names_the_extra() -> None:
     with pytest.raises(ImportError, match=r"himo\[minigrid\]"):
         import_optional("himo_no_such_package", "minigrid", "gymnasium env 'BabyAI-x'")
+
+
+def test_whatever_the_env_constructor_raises_becomes_one_clear_error() -> None:
+    # Gymnasium's own error types and an AttributeError from a bad kwarg both surface as ValueError.
+    with pytest.raises(ValueError, match=r"gymnasium.make\('CartPol-v1'\) failed: NameNotFound: .*CartPole"):
+        make_gymnasium_env("CartPol-v1", num_envs=1, seed=0)
+    with pytest.raises(ValueError, match=r"gymnasium.make\('CartPole-v1', render_mode=7\) failed: AttributeError"):
+        make_gymnasium_env("CartPole-v1", num_envs=1, seed=0, render_mode=7)

@@ -123,3 +123,8 @@ def test_reward_components_from_info_reach_their_keys() -> None:
 def test_missing_module_is_a_clear_error() -> None:
     with pytest.raises(ImportError, match="himo_no_such_module"):
         make_pettingzoo_env("himo_no_such_module.env_v0", num_envs=1, seed=0)
+
+
+def test_bad_kwargs_of_the_env_constructor_are_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"parallel_env\(bogus=1\) failed: TypeError: .*bogus"):
+        make_pettingzoo_env("mpe2.simple_speaker_listener_v4", num_envs=1, seed=0, bogus=1)

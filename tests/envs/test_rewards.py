@@ -14,7 +14,14 @@ from torchrl.envs.utils import check_env_specs
 from himo.envs import keys
 from himo.envs.gymnasium_adapter import GROUP, GymnasiumVectorEnv, make_gymnasium_env
 from himo.envs.registry import make_env
-from himo.envs.rewards import REWARD_FUNCTIONS, RewardChannels, StepCost, make_reward_function
+from himo.envs.rewards import (
+    REWARD_FUNCTIONS,
+    REWARD_LIMIT,
+    RewardChannels,
+    RewardFunctionError,
+    StepCost,
+    make_reward_function,
+)
 
 
 def components_env(mixes, functions=None) -> TransformedEnv:
@@ -144,12 +151,54 @@ def test_unknown_group_and_bad_weight_are_errors() -> None:
 def test_unknown_reward_function_and_bad_parameters() -> None:
     with pytest.raises(KeyError, match="available: .*novelty"):
         make_reward_function("curiosity")
-    with pytest.raises(TypeError, match="novelty"):
+    with pytest.raises(ValueError, match=r"novelty(.|\n)*temperature"):
         make_reward_function("novelty", observation="x", temperature=2.0)
 
 
+@pytest.mark.parametrize(
+    ("name", "parameters", "fragment"),
+    [
+        ("alive", {"value": float("nan")}, "finite number"),
+        ("alive", {"value": float("inf")}, "finite number"),
+        ("alive", {"value": "1.0e308"}, "less than or equal to 1000000"),
+        ("step_cost", {"value": -1.0}, "greater than or equal to 0"),
+        ("action_cost", {"scale": "lots"}, "valid number"),
+        ("novelty", {"observation": "x", "table_size": 2**40}, "less than or equal to 67108864"),
+        ("novelty", {"observation": "x", "resolution": 0.0}, "greater than or equal to 0.000001"),
+        ("novelty", {}, "observation"),
+        ("progress", {"observation": "x", "indices": []}, "at least 1 item"),
+    ],
+)
+def test_reward_function_parameters_are_typed_and_bounded(name: str, parameters: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        make_reward_function(name, **parameters)
+
+
+def test_every_reward_function_has_a_documented_config() -> None:
+    for name, config in REWARD_FUNCTIONS.items():
+        assert config.model_fields["function"].default == name
+        for field_name, field in config.model_fields.items():
+            assert field.description, f"{name}.{field_name} has no description"
+    assert make_reward_function("alive", value=REWARD_LIMIT)  # the limit itself is allowed
+    assert make_reward_function("progress", observation="x", indices=[0, -1]).indices == [0, -1]
+
+
+def test_reward_functions_are_checked_against_the_env() -> None:
+    base = make_gymnasium_env(COMPONENTS_ENV_ID, num_envs=1, seed=0)
+    cases = [
+        ("novelty", {"observation": "nope"}, "observation", "no observation 'nope'"),
+        ("progress", {"observation": "state", "indices": [0, 99]}, "indices", r"indices \[99\] are outside"),
+        ("action_cost", {}, "function", "needs continuous actions"),
+    ]
+    for name, parameters, field, message in cases:
+        with pytest.raises(RewardFunctionError, match=f"reward function 'bonus': .*{message}") as caught:
+            functions = {"bonus": make_reward_function(name, **parameters)}
+            TransformedEnv(base, RewardChannels({"w": {"bonus": 1.0}}, functions=functions))
+        assert (caught.value.component, caught.value.field) == ("bonus", field)
+
+
 def test_novelty_counts_hashed_observations() -> None:
-    novelty = REWARD_FUNCTIONS["novelty"](observation="x", scale=2.0)
+    novelty = make_reward_function("novelty", observation="x", scale=2.0)
     same = torch.zeros(1, 1, 3, dtype=torch.uint8)
     for visits in (1, 2, 3):
         bonus = novelty(*step_pair(same, same), "g")
@@ -158,32 +207,32 @@ def test_novelty_counts_hashed_observations() -> None:
     fresh = torch.tensor([[[1, 2, 3]]], dtype=torch.uint8)
     assert float(novelty(*step_pair(same, fresh), "g")) == pytest.approx(2.0)
     # floats are binned to the resolution: 0.51 and 0.54 fall in the same bin of width 0.1
-    floats = REWARD_FUNCTIONS["novelty"](observation="x", resolution=0.1)
+    floats = make_reward_function("novelty", observation="x", resolution=0.1)
     floats(*step_pair(torch.zeros(1, 1, 1), torch.tensor([[[0.51]]])), "g")
     assert float(floats(*step_pair(torch.zeros(1, 1, 1), torch.tensor([[[0.54]]])), "g")) == pytest.approx(1 / math.sqrt(2))
 
 
 def test_progress_is_the_decrease_of_a_distance() -> None:
-    progress = REWARD_FUNCTIONS["progress"](observation="x")
+    progress = make_reward_function("progress", observation="x")
     assert float(progress(*step_pair(torch.tensor([[[5.0]]]), torch.tensor([[[3.0]]])), "g")) == pytest.approx(2.0)
     # a relative position: the distance is the norm of the chosen elements
-    vector = REWARD_FUNCTIONS["progress"](observation="x", indices=[1, 2], scale=0.5)
+    vector = make_reward_function("progress", observation="x", indices=[1, 2], scale=0.5)
     before, after = torch.tensor([[[9.0, 3.0, 4.0]]]), torch.tensor([[[0.0, 0.0, 0.0]]])
     assert float(vector(*step_pair(before, after), "g")) == pytest.approx(2.5)
 
 
 def test_alive_and_step_cost_are_constant() -> None:
     pair = step_pair(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1))
-    assert torch.all(REWARD_FUNCTIONS["alive"](value=0.1)(*pair, "g") == 0.1)
-    cost = REWARD_FUNCTIONS["step_cost"]()(*pair, "g")
+    assert torch.all(make_reward_function("alive", value=0.1)(*pair, "g") == 0.1)
+    cost = make_reward_function("step_cost")(*pair, "g")
     assert cost.shape == (2, 3, 1) and torch.all(cost == -0.01)
 
 
 def test_action_cost_is_the_squared_norm_of_continuous_actions() -> None:
     action = torch.tensor([[[1.0, 2.0]], [[0.0, 0.0]]])
     pair = step_pair(torch.zeros(2, 1, 1), torch.zeros(2, 1, 1), action)
-    cost = REWARD_FUNCTIONS["action_cost"](scale=0.1)(*pair, "g")
+    cost = make_reward_function("action_cost", scale=0.1)(*pair, "g")
     assert torch.allclose(cost[:, 0, 0], torch.tensor([-0.5, 0.0]))
     discrete = step_pair(torch.zeros(2, 1, 1), torch.zeros(2, 1, 1), torch.zeros(2, 1, dtype=torch.int64))
     with pytest.raises(TypeError, match="continuous"):
-        REWARD_FUNCTIONS["action_cost"]()(*discrete, "g")
+        make_reward_function("action_cost")(*discrete, "g")

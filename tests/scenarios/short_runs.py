@@ -1,4 +1,8 @@
-"""Overrides that keep a test's training run of a built-in scenario to a few seconds."""
+"""Overrides that keep a test's training run of a built-in scenario to a few seconds, and a run's newest checkpoint."""
+
+from pathlib import Path
+
+from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, checkpoint_files
 
 SMALL_BEACON = [
     "env.num_envs=4",
@@ -22,3 +26,10 @@ def level(level_name: str, algorithm: str) -> str:
 def both_levels(algorithm: str) -> list[str]:
     """``algorithm`` at the workers and at the manager, for a short run."""
     return [level("workers", algorithm), level("manager", algorithm)]
+
+
+def newest_checkpoint(run_folder: Path) -> Path:
+    """The newest checkpoint file of the run in ``run_folder``."""
+    files = checkpoint_files(run_folder / CHECKPOINT_FOLDER)
+    assert files, f"no checkpoint in {run_folder}"
+    return files[0]

@@ -39,8 +39,9 @@ train:
 
 
 def write(folder: Path, name: str, text: str) -> Path:
+    """Write ``text`` as UTF-8; a lone surrogate such as ``"\udce9"`` writes the raw byte 0xe9 (not UTF-8)."""
     path = folder / name
-    path.write_text(textwrap.dedent(text))
+    path.write_bytes(textwrap.dedent(text).encode("utf-8", "surrogateescape"))
     return path
 
 
@@ -139,6 +140,76 @@ MALFORMED = [
     ("YAML syntax error", ("    key: view", "    key: [view"), ["YAML syntax error", ":8:"]),
     ("duplicate key", ("    key: view", "    key: view\n    key: view2"), ["duplicate key 'key'", ":8:"]),
     ("fusion typo", ("  mode: select", "  mode: select\n  fusion: atention"), ["manager.fusion", ":18:", "attention"]),
+    # A Latin-1 file: the byte 0xe9 (é) is not UTF-8.
+    ("not UTF-8", ("    key: view", "    key: vi\udce9w"), ["not a text file (UTF-8)", ":7:", "0xe9"]),
+    (
+        "missing extends target",
+        ("name: tiny", "extends: gone.yaml\nname: tiny"),
+        [":1: extends: scenario file not found: 'gone.yaml'", "(looked for ", "gone.yaml)"],
+    ),
+    (
+        "extends an unknown built-in",
+        ("name: tiny", "extends: beacn\nname: tiny"),
+        [":1: extends: no scenario file or built-in scenario named 'beacn'", "did you mean 'beacon'"],
+    ),
+    (
+        "reward parameter too large",
+        ("workers:", "rewards:\n  boom: {function: alive, value: 1.0e308}\nworkers:"),
+        ["rewards.boom.value", ":13:", "less than or equal to 1000000"],
+    ),
+    (
+        "reward parameter not a number",
+        ("workers:", "rewards:\n  boom: {function: alive, value: .nan}\nworkers:"),
+        ["rewards.boom.value", ":13:", "finite number"],
+    ),
+    (
+        "reward parameter of the wrong type",
+        ("workers:", "rewards:\n  boom: {function: step_cost, value: lots}\nworkers:"),
+        ["rewards.boom.value", ":13:", "valid number"],
+    ),
+    (
+        "reward parameter below its range",
+        ("workers:", "rewards:\n  boom: {function: step_cost, value: -1}\nworkers:"),
+        ["rewards.boom.value", ":13:", "greater than or equal to 0"],
+    ),
+    (
+        "reward table too large",
+        ("workers:", "rewards:\n  boom: {function: novelty, observation: view, table_size: 1e9}\nworkers:"),
+        ["rewards.boom.table_size", ":13:", "less than or equal to 67108864"],
+    ),
+    (
+        "unknown reward function",
+        ("workers:", "rewards:\n  boom: {function: alvie}\nworkers:"),
+        ["rewards.boom.function", ":13:", "did you mean 'alive'"],
+    ),
+    (
+        "unknown reward parameter",
+        ("workers:", "rewards:\n  boom: {function: alive, valeu: 1}\nworkers:"),
+        ["rewards.boom.valeu", ":13:", "unknown field 'valeu' for alive", "did you mean 'value'"],
+    ),
+    (
+        "missing reward parameter",
+        ("workers:", "rewards:\n  boom: {function: novelty}\nworkers:"),
+        ["rewards.boom.observation", ":13:", "required field is missing"],
+    ),
+    ("reward weight not finite", ("env: 0.5}", "env: .nan}"), ["workers.image.reward.env", ":14:", "finite number"]),
+    (
+        "reward weight too large",
+        ("env: 0.5}", "env: 1.0e308}"),
+        ["workers.image.reward.env", ":14:", "less than or equal to 1000000"],
+    ),
+    (
+        "infinite success threshold",
+        ("  num_envs: 4", "  num_envs: 4\n  success_above: .inf"),
+        ["env.success_above", ":5:", "finite number"],
+    ),
+    (
+        "infinite switching cost",
+        ("    kind: interval\n    every: 4", "    kind: learned\n    switching_cost: .inf"),
+        ["manager.termination.switching_cost", ":20:", "finite number"],
+    ),
+    ("discount not a number", ("  gamma: 0.99", "  gamma: .nan"), ["train.gamma", ":23:", "finite number"]),
+    ("seed too large", ("  frames: 1000", "  frames: 1000\n  seed: 1e12"), ["train.seed", ":23:", "4294967295"]),
 ]
 
 
@@ -211,8 +282,17 @@ def test_extends_cycle_and_missing_parent(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cycle"):
         load(tmp_path / "a.yaml")
     orphan = write(tmp_path, "orphan.yaml", "name: orphan\nextends: gone.yaml\n")
-    with pytest.raises(ScenarioError, match=r"orphan.yaml:2: extends: scenario file not found"):
+    expected = rf"orphan.yaml:2: extends: scenario file not found: 'gone.yaml' \(looked for {tmp_path / 'gone.yaml'}\)"
+    with pytest.raises(ScenarioError, match=expected):
         load(orphan)
+
+
+def test_exponent_numbers_are_floats_even_in_free_form_fields(tmp_path: Path) -> None:
+    # YAML 1.1 would read 1e-3 (no decimal point) and 2.0e3 (unsigned exponent) as text.
+    path = write(tmp_path, "tiny.yaml", replace_line(VALID, "  num_envs: 4", "  num_envs: 4\n  kwargs: {noise: 1e-3}"))
+    scenario = load(path, ["env.kwargs.scale=2.0e3", "train.gamma=9.9e-1"])
+    assert scenario.env.kwargs == {"noise": 0.001, "scale": 2000.0}
+    assert scenario.train.gamma == 0.99
 
 
 def test_overrides_are_typed_and_validated(tmp_path: Path) -> None:
@@ -243,7 +323,9 @@ def test_overrides_are_typed_and_validated(tmp_path: Path) -> None:
 
 
 def test_show_round_trips(tmp_path: Path) -> None:
-    scenario = load(write(tmp_path, "tiny.yaml", VALID), ["train.seed=3"])
+    rewards = "rewards={near: {function: progress, observation: direction, indices: [0]}, tick: {function: step_cost}}"
+    scenario = load(write(tmp_path, "tiny.yaml", VALID), ["train.seed=3", rewards])
+    assert scenario.rewards["near"].parameters == {"observation": "direction", "indices": (0,), "scale": 1.0}
     resolved = write(tmp_path, "resolved.yaml", to_yaml(scenario))
     assert load(resolved) == scenario
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from short_runs import SMALL_BEACON, both_levels
+from short_runs import SMALL_BEACON, both_levels, newest_checkpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from himo.agents import tags
@@ -105,7 +105,7 @@ def test_a_run_that_died_after_its_first_checkpoint_resumes_exactly(
         train(beacon(tmp_path), progress=False)
     monkeypatch.undo()
     (folder,) = tmp_path.iterdir()
-    assert load_checkpoint(folder / "checkpoints" / "latest.pt")["frames"] == CHECKPOINT_EVERY
+    assert load_checkpoint(newest_checkpoint(folder))["frames"] == CHECKPOINT_EVERY
 
     resumed = resume(folder, progress=False)
     assert "resuming at 512 frames: the envs continue their episodes" in capsys.readouterr().err
@@ -120,7 +120,7 @@ def test_a_sac_run_resumes_exactly_with_its_replay_buffers(tmp_path: Path, monke
         train(beacon(tmp_path / "cut", sac), progress=False)
     monkeypatch.undo()
     (folder,) = (tmp_path / "cut").iterdir()
-    (saved,) = load_checkpoint(folder / "checkpoints" / "latest.pt")["learners"].values()
+    (saved,) = load_checkpoint(newest_checkpoint(folder))["learners"].values()
     assert all(saved[level]["buffer"]["_storage"]["_len"] > 0 for level in ("workers", "manager"))
     assert_continues_exactly(folder, resume(folder, progress=False), reference, CHECKPOINT_EVERY)
 
@@ -134,7 +134,7 @@ def test_ctrl_c_while_collecting_saves_the_last_batch_s_state_and_resumes_exactl
         train(beacon(tmp_path), progress=False)
     monkeypatch.undo()
     (folder,) = tmp_path.iterdir()
-    latest = folder / "checkpoints" / "latest.pt"
+    latest = newest_checkpoint(folder)
     assert (
         str(raised.value) == f"interrupted at 512 frames; checkpoint saved: {latest}\nresume with: himo resume {folder}"
     )
@@ -151,7 +151,7 @@ def test_ctrl_c_while_learning_finishes_the_batch_then_saves_and_resumes_exactly
         train(beacon(tmp_path), progress=False)
     monkeypatch.undo()
     (folder,) = tmp_path.iterdir()
-    assert load_checkpoint(folder / "checkpoints" / "latest.pt")["frames"] == 768
+    assert load_checkpoint(newest_checkpoint(folder))["frames"] == 768
     assert [step for step, _ in scalars(folder)[tags.REWARD_ENV]] == [256, 512, 768]
     assert_continues_exactly(folder, resume(folder, progress=False), uninterrupted, 768)
 
@@ -164,7 +164,7 @@ def test_a_second_ctrl_c_aborts_the_update_and_keeps_the_last_checkpoint(
         train(beacon(tmp_path), progress=False)
     monkeypatch.undo()
     (folder,) = tmp_path.iterdir()
-    latest = folder / "checkpoints" / "latest.pt"
+    latest = newest_checkpoint(folder)
     assert str(raised.value) == (
         f"aborted at 768 frames without saving; the last checkpoint (512 frames) is {latest}\n"
         f"resume with: himo resume {folder}"
@@ -190,7 +190,7 @@ def test_an_env_whose_state_cannot_be_saved_resumes_with_fresh_episodes_and_says
         train(scenario, progress=False)
     monkeypatch.undo()
     (folder,) = tmp_path.iterdir()
-    assert load_checkpoint(folder / "checkpoints" / "latest.pt")["collection"]["carried"] is None
+    assert load_checkpoint(newest_checkpoint(folder))["collection"]["carried"] is None
     assert resume(folder, progress=False).frames == 768
     error = capsys.readouterr().err
     assert "resuming at 256 frames: the state of gymnasium/CartPole-v1 is not in the checkpoint" in error, error
@@ -212,7 +212,7 @@ def test_ctrl_c_stops_himo_train_with_a_checkpoint_that_himo_resume_continues(tm
         signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 240  # only against a hang; no timing is asserted
-        while not list(tmp_path.glob("*/checkpoints/latest.pt")):
+        while not list(tmp_path.glob("*/checkpoints/frames-*.pt")):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.05)
@@ -222,7 +222,7 @@ def test_ctrl_c_stops_himo_train_with_a_checkpoint_that_himo_resume_continues(tm
         process.kill()
     assert process.returncode == 130, error
     (folder,) = tmp_path.iterdir()
-    latest = folder / "checkpoints" / "latest.pt"
+    latest = newest_checkpoint(folder)
     assert f"checkpoint saved: {latest}" in error and f"resume with: himo resume {folder}" in error, error
     assert "Traceback" not in error, error
     saved = load_checkpoint(latest)["frames"]
@@ -234,4 +234,4 @@ def test_ctrl_c_stops_himo_train_with_a_checkpoint_that_himo_resume_continues(tm
     data["train"]["frames"] = saved + 512
     settings.write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["resume", str(folder), "--quiet"]) == 0
-    assert load_checkpoint(latest)["frames"] == saved + 512
+    assert load_checkpoint(newest_checkpoint(folder))["frames"] == saved + 512

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from himo.agents import tags
 from himo.scenarios.checkpoint import load_checkpoint
 from himo.scenarios.cli import main
+from himo.scenarios.run_checkpoints import checkpoint_files
 from himo.scenarios.loader import load, to_yaml
 from himo.scenarios.run import train
 
@@ -77,7 +78,7 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         *(tags.loss(level, term) for level in ("workers", "manager") for term in ("objective", "critic", "entropy")),
         *(tags.level_metric(name, level) for name in ("grad_norm", "lr", "kl") for level in ("workers", "manager")),
     }
-    # The literal names of DESIGN.md §6, so a rename in the tags module cannot pass unnoticed.
+    # The literal tag names the README lists, so a rename in the tags module cannot pass unnoticed.
     assert {"reward/env", "reward/channel/audio", "manager/option_frequency/text", "loss/manager/critic"} <= expected
     assert {"grad_norm/workers", "lr/manager", "kl/workers", "time/fps", "manager/entropy"} <= expected
     missing = expected - scalars
@@ -112,8 +113,9 @@ def test_run_folder_holds_the_resolved_scenario_and_the_latest_checkpoint(beacon
     folder, assignments = beacon_run
     saved = load(folder / "scenario.yaml")
     assert to_yaml(saved) == to_yaml(load("beacon", assignments))
-    checkpoint = load_checkpoint(folder / "checkpoints" / "latest.pt")
-    assert checkpoint["frames"] == FRAMES
+    latest, *_ = checkpoint_files(folder / "checkpoints")
+    checkpoint = load_checkpoint(latest)
+    assert latest.name == f"frames-{FRAMES:010d}.pt" and checkpoint["frames"] == FRAMES
     assert set(checkpoint) >= {"policy", "learners", "random", "scenario"}
 
 
@@ -138,7 +140,7 @@ def test_resume_of_a_corrupt_checkpoint_is_a_clear_error_that_keeps_the_file(
 ) -> None:
     scenario = load("cartpole", ["train.frames=256", "train.frames_per_batch=256", f"log.dir={tmp_path}"])
     folder = train(scenario, progress=False).folder
-    latest = folder / "checkpoints" / "latest.pt"
+    (latest,) = checkpoint_files(folder / "checkpoints")  # the run's one checkpoint
     damaged = latest.read_bytes()[: latest.stat().st_size // 2]  # a half-written file
     latest.write_bytes(damaged)
 
@@ -153,4 +155,4 @@ def test_resume_of_a_corrupt_checkpoint_is_a_clear_error_that_keeps_the_file(
 
     latest.unlink()
     assert main(["resume", str(folder), "--quiet"]) != 0
-    assert f"{latest}: no checkpoint there" in capsys.readouterr().err
+    assert f"{folder / 'checkpoints'}: no checkpoint there" in capsys.readouterr().err

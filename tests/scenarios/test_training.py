@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from short_runs import SMALL_BEACON, both_levels
+from short_runs import SMALL_BEACON, both_levels, newest_checkpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import himo.agents.ppo
@@ -59,7 +59,7 @@ def test_a_frozen_level_stays_bit_identical_while_the_other_learns(frozen: str, 
     scenario = load("beacon", [*SMALL_BEACON, *both_levels(algorithm), f"algorithm.{frozen}.frozen=true", f"log.dir={tmp_path}"])
     before = initial_policy_state(scenario)
     result = train(scenario, progress=False)
-    after = load_checkpoint(result.folder / "checkpoints" / "latest.pt")["policy"]
+    after = load_checkpoint(newest_checkpoint(result.folder))["policy"]
     assert result.frames == 512 and after.keys() == before.keys()
 
     modules = {name.split(".")[2] for name in before}
@@ -125,11 +125,11 @@ def test_resume_after_a_crash_continues_frames_optimisers_and_schedules(
         train(resume_scenario(1024, tmp_path), progress=False)
     monkeypatch.undo()
     (folder,) = tmp_path.iterdir()
-    assert load_checkpoint(folder / "checkpoints" / "latest.pt")["frames"] == 512
+    assert load_checkpoint(newest_checkpoint(folder))["frames"] == 512
 
     result = resume(folder, progress=False)
     assert result.frames == 1024
-    resumed, whole = (load_checkpoint(run / "checkpoints" / "latest.pt") for run in (folder, uninterrupted))
+    resumed, whole = (load_checkpoint(newest_checkpoint(run)) for run in (folder, uninterrupted))
     assert resumed["frames"] == whole["frames"] == 1024
     for level in ("workers", "manager"):
         assert adam_steps(resumed, level) == adam_steps(whole, level) > 0, f"{level} optimiser state not continued"
@@ -152,7 +152,7 @@ def test_resume_with_more_frames_extends_a_finished_run(uninterrupted: Path, tmp
 
     result = resume(folder, progress=False)
     assert result.frames == 1024
-    resumed, whole = (load_checkpoint(run / "checkpoints" / "latest.pt") for run in (folder, uninterrupted))
+    resumed, whole = (load_checkpoint(newest_checkpoint(run)) for run in (folder, uninterrupted))
     assert resumed["frames"] == whole["frames"]
     for level in ("workers", "manager"):
         assert adam_steps(resumed, level) == adam_steps(whole, level) > 0, f"{level} optimiser state not continued"
@@ -241,7 +241,7 @@ def test_a_few_non_finite_losses_are_skipped_and_the_run_goes_on(
     # The poisoned batch left the level as it was; the batches after it trained it again.
     assert all(torch.equal(checkpoints[512][name], checkpoints[256][name]) for name in own)
     assert not all(torch.equal(checkpoints[768][name], checkpoints[512][name]) for name in own)
-    assert finite(load_checkpoint(result.folder / "checkpoints" / "latest.pt")["policy"])
+    assert finite(load_checkpoint(newest_checkpoint(result.folder))["policy"])
 
 
 @pytest.mark.parametrize("level", ["workers", "manager"])
@@ -255,7 +255,7 @@ def test_repeated_non_finite_losses_stop_the_run_naming_the_level_and_the_last_g
     assert main(arguments) == 2
     error = capsys.readouterr().err
     (folder,) = tmp_path.iterdir()
-    latest = folder / "checkpoints" / "latest.pt"
+    latest = newest_checkpoint(folder)
     # 4 skipped updates per batch: the 11th in a row (limit 10) comes in the third poisoned batch.
     assert f"agent {level}: 11 consecutive updates skipped" in error and "at 1280 frames" in error, error
     assert f"last good checkpoint: {latest}" in error, error

@@ -1,0 +1,60 @@
+"""The scenario fields every level algorithm shares; each algorithm's own section sits beside its class.
+
+Fields that an algorithm does not read are refused (a ``clip_epsilon`` under ``a2c`` is a typo or a
+misunderstanding, not a setting).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def epochs_field(default: int) -> Any:
+    """``epochs``, with the algorithm's default."""
+    return Field(default, ge=1, description="ppo, trpo, impala: passes over each batch (trpo: of the critic).")
+
+
+def minibatch_size_field(default: int) -> Any:
+    """``minibatch_size``, with the algorithm's default."""
+    return Field(default, ge=1, description="ppo, trpo, impala: samples per gradient step.")
+
+
+def gae_lambda_field(default: float) -> Any:
+    """``gae_lambda``, with the algorithm's default."""
+    return Field(default, ge=0.0, le=1.0, description="ppo, a2c, a3c, trpo: GAE lambda.")
+
+
+def normalize_advantage_field() -> Any:
+    """``normalize_advantage`` (off by default)."""
+    return Field(False, description="a2c, a3c, impala: standardise advantages over the batch.")
+
+
+class LevelAlgorithmConfig(BaseModel):
+    """What every level algorithm has: its optimiser, schedule, clipping, freezing and checkpoint.
+
+    Subclasses narrow ``name`` to a ``Literal`` of their scenario name and add their own fields.
+    """
+
+    # Non-finite numbers make no sense in any algorithm setting (a learning rate of nan, a clip of inf).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str = Field(description="Learning algorithm of this level: ppo, a2c, a3c, trpo, impala or sac.")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimiser of this level.")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule over the run's frames."
+    )
+    max_grad_norm: float | None = Field(0.5, gt=0.0, description="Gradient clipping by global norm; null: none.")
+    frozen: bool = Field(False, description="Keep this level's parameters fixed.")
+    checkpoint: str | None = Field(
+        None, description="Checkpoint file, or run folder (its newest readable checkpoint), to load this level's parameters from."
+    )
+
+
+class PolicyGradientConfig(LevelAlgorithmConfig):
+    """The on-policy family's loss weights: an entropy bonus and the critic's share of the loss."""
+
+    entropy_coef: float = Field(0.01, ge=0.0, description="ppo, a2c, a3c, trpo, impala: entropy bonus coefficient.")
+    value_coef: float = Field(0.5, ge=0.0, description="ppo, a2c, a3c, trpo, impala: critic loss coefficient.")
