@@ -51,11 +51,16 @@ from himo.agents.registry import ALGORITHMS
 from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.vtrace import vtrace_targets
 from himo.envs import keys
+from himo.hierarchy.goals import decision_steps
 from himo.hierarchy.policy import GroupPolicy
 from himo.hierarchy.replay import manager_transitions, worker_transitions
 from himo.hierarchy.selectors import manager_distribution
 from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices
 from himo.hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
+
+
+GOAL_ROW = "goal_row"
+"""Learning with goals: a worker sample's row of the decision whose goal is in force there (-1: before the batch)."""
 
 
 def _of_agent(tensor: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
@@ -165,10 +170,24 @@ class GroupLearner:
     # ---------------------------------------------------------------------------------------- workers
     def _worker_evaluator(self, samples: TensorDictBase):
         def evaluate(indices: torch.Tensor) -> dict[str, HeadOutputs]:
-            inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
-            return self.policy.worker_outputs(self.policy.evaluate_workers(inputs))
+            return self.policy.worker_outputs(self.policy.evaluate_workers(self._worker_inputs(samples, indices)))
 
         return evaluate
+
+    def _worker_inputs(self, samples: TensorDictBase, indices: torch.Tensor) -> TensorDict:
+        """The samples' rows at ``indices`` as the workers read them; with goals, each step's goal recomputed with
+        gradient from the observation at the decision that set it (a goal set before the batch: as stored)."""
+        rows = samples[indices]
+        inputs = TensorDict({self.group: rows}, batch_size=[len(indices)])
+        if self.policy.goal is None:
+            return inputs
+        source = rows.get(GOAL_ROW)
+        agent = torch.arange(source.shape[-1]).expand_as(source)
+        decided = samples.select(*self.policy.observed_keys)[source.clamp_min(0), agent]
+        view = self.policy.encode(TensorDict({self.group: decided}, batch_size=[len(indices)]))
+        stored = rows.get((keys.MANAGER, keys.GOAL))
+        goals = torch.where((source >= 0).unsqueeze(-1), self.policy.goals(view), stored)
+        return inputs.set(keys.manager(self.group, keys.ACTIVE_GOAL), goals)
 
     def _update_workers(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
         group, settings = self.group, self.worker_settings
@@ -176,6 +195,11 @@ class GroupLearner:
         envs, _, agents = data.shape
         # Samples keep the agent dimension ([env steps, agents]): a centralised critic reads the whole group.
         samples = data.select(*self.policy.observed_keys, keys.ACTION)
+        if self.policy.goal is not None:  # the goal in force at each step, and the row of the decision that set it
+            samples.set((keys.MANAGER, keys.GOAL), after.get((keys.MANAGER, keys.GOAL)))
+            step = decision_steps(data.get((keys.MANAGER, keys.DECISION)))
+            first_row = torch.arange(envs).view(-1, 1, 1) * data.shape[1]
+            samples.set(GOAL_ROW, torch.where(step >= 0, first_row + step, step))
         weights = after.get((keys.MANAGER, keys.WEIGHTS))
         weighted = self.rules.mode == "weighted"
         if weighted:  # the weights in force at each step: the acting policy a worker learns through
@@ -244,7 +268,7 @@ class GroupLearner:
         data, after = batch.get(self.group), batch.get((keys.NEXT, self.group))
         rows = samples.shape[0]
         with torch.no_grad():
-            inputs = TensorDict({self.group: samples}, [rows])
+            inputs = self._worker_inputs(samples, torch.arange(rows))
             self.policy.evaluate_workers(inputs)
             current = self.policy.worker_outputs(inputs)
             acting = self.policy.selector.acting(

@@ -12,6 +12,9 @@ Where the env gives each agent's legal actions (``(group, "action_mask")``), eve
 are masked to them as soon as its heads run, so acting, the combined policy of weighted mode and
 learning all see only legal actions. In turn-based envs (``(group, "mask")``) the option state
 advances only on an agent's own turns (``himo.hierarchy.selectors``).
+
+With goals (``himo.hierarchy.goals``) a step runs in this order: encoders, manager, the decision, the
+goal in force, the workers' heads (which read it), the action.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.heads import ActorCriticHeads, OptionCriticHeads
 from himo.envs import keys
 from himo.hierarchy.actions import ActionSpace, legal_logits
+from himo.hierarchy.goals import GoalNetwork
 from himo.hierarchy.selectors import OptionRules, OptionSelector
 from himo.modalities.keyed import KeyedModule
 
@@ -118,6 +122,8 @@ class GroupPolicy(TensorDictModuleBase):
         agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
         legal_actions: the env gives each agent's legal actions at ``(group, "action_mask")`` (discrete actions).
         turn_based: the env says which agents act at each step at ``(group, "mask")``.
+        goal: the manager's goal network over every modality's embedding; ``None``: no goals. Workers built for
+            goals read ``(group, "manager", "active_goal")``.
     """
 
     def __init__(
@@ -132,11 +138,14 @@ class GroupPolicy(TensorDictModuleBase):
         agent_identity: AgentIdentity | None = None,
         legal_actions: bool = False,
         turn_based: bool = False,
+        goal: GoalNetwork | None = None,
     ) -> None:
         super().__init__()
         self.group = group
         self.legal_actions = legal_actions
         self.turn_based = turn_based
+        self.goal = goal
+        self.goal_inputs = [keys.embedding(group, modality) for modality in encoders]
         self.worker_names = [worker.name for worker in workers]
         self.encoders = nn.ModuleDict(encoders)
         self.shared_encoders = nn.ModuleDict({name.replace(".", "_"): module for name, module in shared_encoders.items()})
@@ -169,8 +178,13 @@ class GroupPolicy(TensorDictModuleBase):
         self.selector = OptionSelector(group, self.worker_names, rules, actions, control, turn_based)
         # Built only to compute the declared keys; the modules stay registered once, above.
         chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
-        self.in_keys = list(chain.in_keys) + ([keys.action_mask(group)] if legal_actions else [])
+        active_goal = keys.manager(group, keys.ACTIVE_GOAL)
+        self.in_keys = [key for key in chain.in_keys if key != active_goal]
+        self.in_keys += [keys.action_mask(group)] if legal_actions else []
         self.out_keys = list(chain.out_keys)
+        if goal is not None:
+            self.in_keys.append(keys.manager(group, keys.GOAL))
+            self.out_keys += [active_goal, (keys.NEXT, *keys.manager(group, keys.GOAL))]
 
     @property
     def observed_keys(self) -> list[str]:
@@ -201,16 +215,44 @@ class GroupPolicy(TensorDictModuleBase):
         return self.manager(tensordict)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Evaluate the networks, then decide and act."""
-        return self.selector(self.evaluate(tensordict))
+        """Encode, let the manager decide (and brief), then the workers' heads and the action."""
+        self.encode(tensordict)
+        self.manager(tensordict)
+        self.selector.decide(tensordict)
+        if self.goal is not None:
+            self._brief(tensordict)
+        self._run_workers(tensordict)
+        return self.selector.act(tensordict)
+
+    def goals(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The goal each agent's decision would set from the embeddings in ``tensordict`` (after :meth:`encode`)."""
+        return self.goal(*(tensordict.get(key) for key in self.goal_inputs))
+
+    def _brief(self, tensordict: TensorDictBase) -> None:
+        """The goal in force: set anew where the manager decided, held from the state elsewhere."""
+        state = keys.manager(self.group, keys.GOAL)
+        decision = tensordict.get(keys.manager(self.group, keys.DECISION)).unsqueeze(-1)
+        in_force = torch.where(decision, self.goals(tensordict), tensordict.get(state))
+        tensordict.set(keys.manager(self.group, keys.ACTIVE_GOAL), in_force)
+        tensordict.set((keys.NEXT, *state), in_force)
 
     def evaluate_workers(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Embeddings and every worker's logits and value (what the worker level learns through)."""
+        """Embeddings and every worker's logits and value (what the worker level learns through).
+
+        With goals, the workers read ``(group, "manager", "active_goal")`` where it is set (learning sets the goal
+        in force at each step), else the goal held in the option state.
+        """
         self.encode(tensordict)
+        active = keys.manager(self.group, keys.ACTIVE_GOAL)
+        if self.goal is not None and active not in tensordict.keys(include_nested=True):
+            tensordict.set(active, tensordict.get(keys.manager(self.group, keys.GOAL)))
+        self._run_workers(tensordict)
+        return tensordict
+
+    def _run_workers(self, tensordict: TensorDictBase) -> None:
         for worker in self.workers.values():
             worker(tensordict)
         self._mask_illegal(tensordict)
-        return tensordict
 
     def evaluate_manager(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The manager's outputs (scores, value, and termination logits and option values if learned).
@@ -222,10 +264,12 @@ class GroupPolicy(TensorDictModuleBase):
         return self.manager(tensordict)
 
     def worker_model(self) -> LevelModel:
-        """The worker level: the modality and shared-state encoders, every worker's actor and value heads."""
+        """The worker level: the modality and shared-state encoders, the goal network (it learns through the workers'
+        losses; held fixed by the builder when the manager is frozen), every worker's actor and value heads."""
         heads = {name: worker.module for name, worker in self.workers.items()}
+        goal = [self.goal] if self.goal is not None else []
         return LevelModel(
-            encoder=parameters_of([*self.encoders.values(), *self.shared_encoders.values()]),
+            encoder=parameters_of([*self.encoders.values(), *self.shared_encoders.values(), *goal]),
             actor=parameters_of([head.actor for head in heads.values()]),
             critic=parameters_of([head.critic for head in heads.values()]),
             heads={name: head.shape() for name, head in heads.items()},

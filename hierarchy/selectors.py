@@ -185,6 +185,10 @@ class OptionSelector(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Decide where due, carry the option elsewhere, sample (or take the mode of) the action."""
+        return self.act(self.decide(tensordict))
+
+    def decide(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Where the manager decides at this step, and the option (or weights) in force, written as the next state."""
         group = self.group
         previous = tensordict.get(keys.manager(group, keys.OPTION))
         age = tensordict.get(keys.manager(group, keys.AGE))
@@ -203,19 +207,26 @@ class OptionSelector(TensorDictModuleBase):
             tensordict.get(keys.manager(group, keys.WEIGHTS)),
             tensordict.get(keys.manager(group, keys.LOGITS)),
         )
-        policy = self.acting(tensordict, option, weights)
-        action = policy.mode() if greedy() else policy.sample()
-        policies = self.actions.worker_policies(tensordict, self.workers, self.control)
         next_age = torch.where(decision, 1, age + 1)
         if acting is not None:
             next_age = torch.where(acting, next_age, torch.where(is_init, 0, age))
-
         tensordict.set(keys.manager(group, keys.DECISION), decision)
         tensordict.set(keys.manager(group, keys.TERMINATION), termination)
         tensordict.set(keys.manager(group, keys.LOG_PROB), manager_log_prob)
         tensordict.set((keys.NEXT, *keys.manager(group, keys.OPTION)), option)
         tensordict.set((keys.NEXT, *keys.manager(group, keys.AGE)), next_age)
         tensordict.set((keys.NEXT, *keys.manager(group, keys.WEIGHTS)), weights)
+        return tensordict
+
+    def act(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """The action of the option (or weights) in force, its log-probability and each worker's, from the workers'
+        outputs in ``tensordict`` (after :meth:`decide`)."""
+        group = self.group
+        option = tensordict.get((keys.NEXT, *keys.manager(group, keys.OPTION)))
+        weights = tensordict.get((keys.NEXT, *keys.manager(group, keys.WEIGHTS)))
+        policy = self.acting(tensordict, option, weights)
+        action = policy.mode() if greedy() else policy.sample()
+        policies = self.actions.worker_policies(tensordict, self.workers, self.control)
         self.actions.write(tensordict, action)
         tensordict.set((group, keys.LOG_PROB), policy.log_prob(action))
         for name in self.workers:

@@ -1,7 +1,8 @@
-"""Option state as env state: the active worker, its age and the workers' weights travel between steps as primed keys.
+"""Option state as env state: the active worker, its age, the workers' weights and the manager's goal travel between
+steps as primed keys.
 
-A ``TensorDictPrimer`` declares ``(group, "manager", "option")``, ``(group, "manager", "age")`` and
-``(group, "manager", "weights")`` (zeros at every reset) and an ``InitTracker`` flags each
+A ``TensorDictPrimer`` declares ``(group, "manager", "option")``, ``(group, "manager", "age")``,
+``(group, "manager", "weights")`` and, with goals, ``(group, "manager", "goal")`` (zeros at every reset) and an ``InitTracker`` flags each
 episode's first step, where the manager always decides. The policy reads the state and writes its successor under ``"next"``, so any
 TorchRL collector carries it and episodes reset it.
 """
@@ -20,11 +21,12 @@ IS_INIT = "is_init"
 """Root key set by ``InitTracker``: True at the first step of an episode."""
 
 
-def option_state_transforms(agents_per_group: Mapping[str, int], workers: int) -> Compose:
+def option_state_transforms(agents_per_group: Mapping[str, int], workers: int, goal_size: int = 0) -> Compose:
     """The transforms that give an env the option state of every group (``{group: number of agents}``).
 
     ``weights`` (one per worker, float) is the weighted mode's mixture and the one-hot of the option in
-    select mode, so both modes carry the same state.
+    select mode, so both modes carry the same state; ``goal`` (``goal_size`` floats, none when 0) is the
+    manager's briefing for the option.
     """
     # Nested composites carry the agent dim so the primed state lines up with the group's data.
     primers = Composite(
@@ -35,6 +37,7 @@ def option_state_transforms(agents_per_group: Mapping[str, int], workers: int) -
                         {
                             **{leaf: Unbounded(shape=(agents,), dtype=torch.int64) for leaf in (keys.OPTION, keys.AGE)},
                             keys.WEIGHTS: Unbounded(shape=(agents, workers), dtype=torch.float32),
+                            **({keys.GOAL: Unbounded(shape=(agents, goal_size), dtype=torch.float32)} if goal_size else {}),
                         },
                         shape=(agents,),
                     )

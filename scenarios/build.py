@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
@@ -12,12 +13,15 @@ from himo.envs import keys
 from himo.envs.registry import make_env
 from himo.envs.rewards import RewardChannels, RewardFunctionError
 from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
+from himo.hierarchy.goals import GoalNetwork
 from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from himo.hierarchy.selectors import OptionRules
 from himo.hierarchy.state import option_state_transforms
 from himo.modalities.build import build_encoder, encoder_context
 from himo.modalities.fusion import build_fusion
 from himo.modalities.vector import MlpEncoderConfig
+from himo.scenarios.checkpoint import CheckpointError
+from himo.scenarios.run_checkpoints import read_named_checkpoint
 from himo.scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
 from himo.scenarios.schema import LearnedTermination, Scenario
 
@@ -74,7 +78,9 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     except KeyError as error:
         raise _error(scenario, ("workers",), str(error.args[0])) from None
     groups = agent_groups(env)
-    env.append_transform(option_state_transforms({group: agents_in(env, group) for group in groups}, len(scenario.workers)))
+    goal_size = scenario.manager.goal.size if scenario.manager.goal is not None else 0
+    agents = {group: agents_in(env, group) for group in groups}
+    env.append_transform(option_state_transforms(agents, len(scenario.workers), goal_size))
     env.append_transform(_episode_returns(scenario, groups))
     env.append_transform(StepCounter())
     return env
@@ -176,14 +182,17 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
         agents = agents_in(env, group)
         identity_size = agents if scenario.multi_agent.agent_id else 0
         centralised = agents if scenario.multi_agent.critic == "centralised" else None
+        goal = _goal_network(scenario)
+        goal_size = goal.size if goal is not None else 0
         workers = []
         for name, worker in scenario.workers.items():
             modalities = scenario.worker_modalities(name)
             inputs = tuple(keys.embedding(group, modality) for modality in modalities)
             inputs += tuple(keys.shared_embedding(group, key) for key in worker.shared)
             inputs += (keys.agent_id(group),) if identity_size else ()
+            inputs += (keys.manager(group, keys.ACTIVE_GOAL),) if goal_size else ()
             size = sum(scenario.modalities[modality].embedding_dim for modality in modalities)
-            size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size
+            size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size + goal_size
             allowed = _allowed_actions(scenario, env, name, actions.total) if isinstance(actions, DiscreteActions) else None
             workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, centralised, worker.parts))
         manager = scenario.manager
@@ -207,9 +216,21 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
         identity = AgentIdentity(group, agents) if identity_size else None
         legal_actions, turn_based = _env_masks(scenario, env, group, actions)
         groups[group] = GroupPolicy(
-            group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based
+            group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based, goal
         )
     return HierarchicalPolicy(groups)
+
+
+def _goal_network(scenario: Scenario) -> GoalNetwork | None:
+    """The manager's goal network, held fixed when the manager is frozen (the briefing is the manager's)."""
+    config = scenario.manager.goal
+    if config is None:
+        return None
+    embeddings = sum(modality.embedding_dim for modality in scenario.modalities.values())
+    network = GoalNetwork(embeddings, config.size, config.hidden)
+    if scenario.algorithm.manager.frozen:
+        network.requires_grad_(False)
+    return network
 
 
 def _env_masks(scenario: Scenario, env: EnvBase, group: str, actions: ActionSpace) -> tuple[bool, bool]:
@@ -230,18 +251,13 @@ def _env_masks(scenario: Scenario, env: EnvBase, group: str, actions: ActionSpac
     return legal_actions, turn_based
 
 
-LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager": ("manager",)}
+LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager": ("manager", "goal")}
 """Sub-modules of each group policy that belong to each level."""
 
 
 def load_level_checkpoints(scenario: Scenario, policy: HierarchicalPolicy) -> None:
     """Load the parameters of every level whose ``algorithm.<level>.checkpoint`` names a run checkpoint (a
     file, or a run folder: its newest readable one, see ``himo.scenarios.run_checkpoints.read_named_checkpoint``)."""
-    import sys
-
-    from himo.scenarios.checkpoint import CheckpointError
-    from himo.scenarios.run_checkpoints import read_named_checkpoint
-
     for level, modules in LEVEL_MODULES.items():
         path = getattr(scenario.algorithm, level).checkpoint
         if path is None:

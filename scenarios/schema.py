@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Field, WrapSerializer, field_validator, model_validator
 
+from himo.agents.declaration import Targets
 from himo.agents.registry import ALGORITHMS
 from himo.envs.registry import split_env_id
 from himo.envs.rewards import REWARD_FUNCTIONS, REWARD_LIMIT
@@ -125,6 +126,15 @@ TerminationConfig = Annotated[IntervalTermination | LearnedTermination, Field(di
 """When the manager makes its next decision (always at episode start); ``kind`` picks the fields."""
 
 
+class GoalConfig(Section):
+    """The manager's briefing: a goal for each option, computed from every modality, read by the acting worker."""
+
+    size: int = Field(16, ge=1, le=1024, description="Size of the goal vector the workers read beside their own modality.")
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        (64,), description="Hidden layer sizes of the goal network (over the concatenated modality embeddings)."
+    )
+
+
 class ManagerConfig(Section):
     """The manager: how it combines workers and when it decides."""
 
@@ -139,6 +149,11 @@ class ManagerConfig(Section):
     fusion: str = Field("concat", description="How the manager fuses modality embeddings: concat or attention.")
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         (64, 64), min_length=1, description="Hidden layer sizes of the manager's actor and critic."
+    )
+    goal: GoalConfig | None = Field(
+        None,
+        description="Goals: at each decision the manager also sets a goal vector from every modality, held for the "
+        "option and read by the workers (learned through the workers' losses); null: none.",
     )
 
     @field_validator("termination", mode="before")
@@ -289,6 +304,13 @@ class Scenario(Section):
                     f"a {manager.name} manager cannot learn learned termination ({manager.refusal}): use interval "
                     f"termination, or another manager algorithm",
                 )
+        if self.manager.goal is not None and workers.targets is Targets.REPLAY:
+            raise FieldProblem(
+                ("manager", "goal"),
+                f"goals learn through the workers' losses, recomputed from the observation at each option's decision; "
+                f"{workers.name} workers learn from replayed single steps without it: use an on-policy worker algorithm, "
+                f"or no goal",
+            )
         if not workers.composite_actions:
             for name, worker in self.workers.items():
                 if worker.parts is not None:

@@ -1,0 +1,80 @@
+"""The manager's goals: set only at decisions, held for the option, reset at episode start, read by the workers
+and learned through their losses, and fixed with a frozen manager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchrl.collectors import Collector
+
+from himo.envs import keys
+from himo.hierarchy.learner import GroupLearner
+from himo.hierarchy.state import IS_INIT
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.loader import load
+
+GOALS = ["env.num_envs=4", "env.kwargs.max_steps=8", "manager.goal={size: 4}", "manager.termination.every=3"]
+GROUP = "agents"
+
+
+def collected(overrides: list[str], frames: int = 128):
+    scenario = load("beacon", [*GOALS, *overrides])
+    seed_everything(0)
+    env = build_env(scenario)
+    policy = build_policy(scenario, env)
+    collector = Collector(env, policy, frames_per_batch=frames, total_frames=frames, auto_register_policy_transforms=False)
+    batch = next(iter(collector))
+    collector.shutdown()
+    return scenario, policy, batch
+
+
+def test_a_goal_is_set_at_decisions_held_between_them_and_reset_at_episode_start() -> None:
+    _, policy, batch = collected([])
+    data = batch.get(GROUP)
+    decision = data.get((keys.MANAGER, keys.DECISION))
+    held, in_force = data.get((keys.MANAGER, keys.GOAL)), batch.get((keys.NEXT, GROUP, keys.MANAGER, keys.GOAL))
+    assert decision.any() and (~decision).any()
+    assert torch.equal(in_force[~decision], held[~decision])
+    assert (held[batch.get(IS_INIT).squeeze(-1)] == 0).all()
+    with torch.no_grad():
+        goals = policy.groups[GROUP].goals(policy.groups[GROUP].encode(batch.select(GROUP).clone()))
+    assert torch.allclose(in_force[decision], goals[decision], atol=1e-6)
+    assert in_force[decision].abs().sum() > 0
+
+
+def test_the_workers_action_distributions_depend_on_the_goal() -> None:
+    _, policy, batch = collected([])
+    group = policy.groups[GROUP]
+    logits = {}
+    for value in (-1.0, 1.0):
+        inputs = batch.select(GROUP).clone()
+        inputs.set(keys.manager(GROUP, keys.ACTIVE_GOAL), torch.full_like(inputs.get(keys.manager(GROUP, keys.GOAL)), value))
+        with torch.no_grad():
+            group.evaluate_workers(inputs)
+        logits[value] = {name: inputs.get(keys.worker(GROUP, name, keys.LOGITS)) for name in group.worker_names}
+    for name in group.worker_names:
+        assert not torch.allclose(logits[-1.0][name], logits[1.0][name]), name
+
+
+@pytest.mark.parametrize("manager_frozen", [False, True])
+def test_the_goal_network_learns_through_the_workers_losses_unless_the_manager_is_frozen(manager_frozen: bool) -> None:
+    scenario, policy, batch = collected([f"algorithm.manager.frozen={str(manager_frozen).lower()}"])
+    group = policy.groups[GROUP]
+    before = {name: value.clone() for name, value in group.goal.state_dict().items()}
+    encoder_before = [parameter.clone() for parameter in group.encoders.parameters()]
+    algorithm = scenario.algorithm
+    learner = GroupLearner(group, algorithm.manager, algorithm.workers, scenario.train.gamma, 128)
+    learner.update(batch, 128)
+    changed = [not torch.equal(before[name], value) for name, value in group.goal.state_dict().items()]
+    assert any(not torch.equal(old, new) for old, new in zip(encoder_before, group.encoders.parameters()))
+    if manager_frozen:
+        assert not any(changed)
+    else:
+        assert all(changed)
+
+
+def test_sac_workers_refuse_goals() -> None:
+    with pytest.raises(ScenarioError, match="manager.goal: .*on-policy worker algorithm"):
+        load("beacon", ["manager.goal={size: 4}", "algorithm.workers={name: sac}"])
