@@ -19,6 +19,7 @@ TRUNCATED = "truncated"
 EPISODE_REWARD = "episode_reward"
 EPISODE_CHANNEL_RETURNS = "episode_channel_returns"
 STEP_COUNT = "step_count"
+SUCCESS = "success"  # root [N, 1] bool an env may report: whether the episode that ends at this step succeeded
 
 # Text observations are token ids plus an attention mask, nested under the modality's key.
 INPUT_IDS = "input_ids"

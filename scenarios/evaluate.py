@@ -14,7 +14,7 @@ from himo.envs import keys
 from himo.scenarios.build import build_env, build_policy
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
-from himo.scenarios.metrics import team_returns
+from himo.scenarios.metrics import episode_successes
 from himo.scenarios.run import SCENARIO_FILE
 from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, read_newest
 
@@ -40,13 +40,14 @@ class Evaluation:
     episode_length: float
     groups: dict[str, GroupEvaluation]
     success_rate: float | None = None
-    """Share of the episodes whose team return is above ``env.success_above`` (None without it)."""
+    """Share of the episodes that succeeded: a team return above ``env.success_above``, else the env's own
+    success signal (None without either)."""
 
     def summary(self) -> str:
         """A human-readable report."""
         lines = [f"{self.episodes} episodes with the greedy policy, mean length {self.episode_length:.1f}"]
         if self.success_rate is not None:
-            lines.append(f"  success rate {self.success_rate:.1%} (team return above env.success_above)")
+            lines.append(f"  success rate {self.success_rate:.1%}")
         for group, result in self.groups.items():
             lines.append(f"  {group}: team return {result.team_return:+.3f}")
             for worker, value in result.channel_returns.items():
@@ -90,7 +91,7 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
         ends_before = done.cumsum(1) - done.long()
         first_episode = (ends_before == 0) & ~finished[:, None]
         first_end = done & first_episode
-        ends.append(batch.get(keys.NEXT)[first_end].select(keys.STEP_COUNT, *groups))
+        ends.append(batch.get(keys.NEXT)[first_end].select(keys.STEP_COUNT, keys.SUCCESS, *groups, strict=False))
         for group in groups:
             decision = batch.get((group, keys.MANAGER, keys.DECISION)) & first_episode[..., None]
             decisions[group].append(batch.get((keys.NEXT, group, keys.MANAGER, keys.WEIGHTS))[decision])
@@ -110,6 +111,6 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
             },
             option_frequency={worker: chosen[:, index].mean().item() for index, worker in enumerate(scenario.workers)},
         )
-    threshold = scenario.env.success_above
-    success = None if threshold is None else (team_returns(results, groups) > threshold).float().mean().item()
+    successes = episode_successes(results, groups, scenario.env.success_above)
+    success = None if successes is None else successes.float().mean().item()
     return Evaluation(results.shape[0], results.get(keys.STEP_COUNT).float().mean().item(), groups_evaluation, success)

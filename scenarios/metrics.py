@@ -18,6 +18,17 @@ def team_returns(ends: TensorDictBase, groups: Sequence[str]) -> torch.Tensor:
     return torch.stack(per_group).mean(0)
 
 
+def episode_successes(ends: TensorDictBase, groups: Sequence[str], success_above: float | None) -> torch.Tensor | None:
+    """Whether each episode in ``ends`` (the ``next`` rows of its last steps) succeeded: a team return above
+    ``success_above`` where the scenario sets it, else the env's own ``success`` where it reports one; None when
+    there is neither."""
+    if success_above is not None:
+        return team_returns(ends, groups) > success_above
+    if keys.SUCCESS in ends.keys():
+        return ends.get(keys.SUCCESS).reshape(-1)
+    return None
+
+
 def batch_metrics(
     batch: TensorDictBase, groups: Sequence[str], workers: Sequence[str], success_above: float | None = None
 ) -> dict[str, float]:
@@ -32,8 +43,8 @@ def batch_metrics(
     metrics[tags.EPISODE_COUNT] = float(ended.sum().item())
     if ended.any():
         metrics[tags.EPISODE_LENGTH] = batch.get((keys.NEXT, keys.STEP_COUNT))[ended].float().mean().item()
-        if success_above is not None:
-            success = team_returns(batch.get(keys.NEXT)[ended], groups) > success_above
+        success = episode_successes(batch.get(keys.NEXT)[ended], groups, success_above)
+        if success is not None:
             metrics[tags.EPISODE_SUCCESS_RATE] = success.float().mean().item()
     for group in groups:
         after = batch.get((keys.NEXT, group))

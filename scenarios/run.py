@@ -52,7 +52,7 @@ class TrainResult:
     """(frames, mean return of the episodes that ended in that batch), per batch that ended any."""
     episodes: list[tuple[int, int, int | None]] = field(default_factory=list)
     """(frames, episodes that ended in that batch, how many of them succeeded), per batch that ended any;
-    successes are counted with ``env.success_above`` (else None)."""
+    successes are counted with ``env.success_above``, else the env's own success signal (else None)."""
     fps: float = 0.0
     """Env frames per second of this process's part of the run (collection and learning)."""
 

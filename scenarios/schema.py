@@ -52,7 +52,8 @@ class EnvConfig(Section):
     success_above: float | None = Field(
         None,
         description="An episode succeeds when its team return (env reward) is above this (MiniGrid and BabyAI: 0); "
-        "logs episode/success_rate. null: no success measure.",
+        "logs episode/success_rate. null: the env's own success signal where it reports one (the built-in world: "
+        "every agent reached its beacon), else no success measure.",
     )
 
     @field_validator("id")

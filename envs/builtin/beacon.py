@@ -133,7 +133,10 @@ class BeaconEnv(EnvBase):
             {name: Unbounded(shape=(*group_shape, 1), device=device) for name in COMPONENT_NAMES}, shape=group_shape
         )
         self.observation_spec = Composite(
-            {GROUP: Composite({keys.OBSERVATION: observation, keys.REWARD_COMPONENTS: components}, shape=group_shape)},
+            {
+                GROUP: Composite({keys.OBSERVATION: observation, keys.REWARD_COMPONENTS: components}, shape=group_shape),
+                keys.SUCCESS: Categorical(2, shape=(envs, 1), dtype=torch.bool, device=device),
+            },
             shape=self.batch_size,
         )
         if config.action_parts:
@@ -198,7 +201,7 @@ class BeaconEnv(EnvBase):
                 observation[name][index] = value
         zeros = torch.zeros(self.num_envs, self.config.agents, 1, device=self.device)
         no = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        return self._output(observation, dict.fromkeys(COMPONENT_NAMES, zeros), None, no, no)
+        return self._output(observation, dict.fromkeys(COMPONENT_NAMES, zeros), None, no, no, no)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self.config.action_parts:
@@ -207,7 +210,7 @@ class BeaconEnv(EnvBase):
         else:
             outcome = self.world.step(tensordict.get((GROUP, keys.ACTION)).long())
         return self._output(
-            self._observe(), self.components(outcome), outcome.reward, outcome.terminated, outcome.truncated
+            self._observe(), self.components(outcome), outcome.reward, outcome.terminated, outcome.truncated, outcome.success
         )
 
     def components(self, outcome: StepOutcome) -> dict[str, torch.Tensor]:
@@ -233,6 +236,7 @@ class BeaconEnv(EnvBase):
         reward: torch.Tensor | None,
         terminated: torch.Tensor,
         truncated: torch.Tensor,
+        success: torch.Tensor,
     ) -> TensorDictBase:
         self._observation = observation
         envs, agents = self.num_envs, self.config.agents
@@ -261,6 +265,7 @@ class BeaconEnv(EnvBase):
                 keys.DONE: done,
                 keys.TERMINATED: terminated,
                 keys.TRUNCATED: truncated,
+                keys.SUCCESS: success.unsqueeze(-1),
             },
             batch_size=self.batch_size,
             device=self.device,

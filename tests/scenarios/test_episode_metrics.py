@@ -47,7 +47,17 @@ def test_a_run_counts_its_episodes_and_those_above_the_success_threshold(tmp_pat
     assert evaluate(run.folder, episodes=4).success_rate == (1.0 if all_succeed else 0.0)
 
 
-def test_without_a_success_threshold_successes_are_not_counted(tmp_path) -> None:
-    run = train(load("beacon", [*SMALL_BEACON, f"log.dir={tmp_path}"]), progress=False)
+def test_without_a_success_threshold_or_signal_successes_are_not_counted(tmp_path) -> None:
+    cartpole = ["env.num_envs=4", "train.frames=512", "train.frames_per_batch=256", f"log.dir={tmp_path}"]
+    run = train(load("cartpole", cartpole), progress=False)
     assert run.episodes and all(succeeded is None for _, _, succeeded in run.episodes)
     assert evaluate(run.folder, episodes=4).success_rate is None
+
+
+def test_the_built_in_world_reports_its_own_success_and_a_threshold_overrides_it(tmp_path) -> None:
+    # On beacon a team-return threshold cannot tell success from failure (one early arrival earns up to ~0.49,
+    # two late ones as little as 0.1): the world says whether every agent arrived.
+    scenario = load("beacon", [*SMALL_BEACON, f"log.dir={tmp_path}"])
+    run = train(scenario, progress=False)
+    assert run.episodes and all(successes is not None and 0 <= successes <= ended for _, ended, successes in run.episodes)
+    assert 0.0 <= evaluate(run.folder, episodes=16).success_rate <= 1.0
