@@ -14,7 +14,7 @@ import json
 import statistics
 import tempfile
 
-from benchmarks_common import flat_overrides
+from himo.scenarios.ablation import flat_overrides
 from himo.scenarios.loader import load
 from himo.scenarios.run import train
 
@@ -28,7 +28,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     base = load(arguments.scenario)
-    runs = {"hierarchical": [], "flat": [flat_overrides(base)]}
+    runs = {"hierarchical": [], "flat": flat_overrides(base)}
     fps: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(arguments.repeats):

@@ -1,4 +1,4 @@
-"""The ``himo`` command line: list, validate, show, reference, rollout, train, eval, resume."""
+"""The ``himo`` command line: list, validate, show, reference, rollout, train, eval, resume, ablate."""
 
 from __future__ import annotations
 
@@ -79,6 +79,33 @@ def _eval(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(arguments: argparse.Namespace) -> int:
+    import time
+
+    from himo.scenarios.ablation import ablate, markdown_table
+
+    name = Path(arguments.scenario).stem
+    output = arguments.out or Path("runs") / f"ablation-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def report(result: dict) -> None:
+        success = "" if result["success_rate"] is None else f", success {result['success_rate']:.1%}"
+        print(f"{result['variant']} seed {result['seed']}: greedy return {result['greedy_return']:+.3f}{success}",
+              flush=True)
+
+    summary = ablate(
+        arguments.scenario,
+        frames=arguments.frames,
+        seeds=arguments.seeds,
+        episodes=arguments.episodes,
+        overrides=arguments.set,
+        jobs=arguments.jobs,
+        output=output,
+        report=report,
+    )
+    print(f"\n{markdown_table(summary)}\nwritten: {output}/ablation.json, ablation.md, ablation.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``himo`` command."""
     from himo.scenarios.reference import text_reference
@@ -130,7 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run", metavar="RUN")
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
     resume.set_defaults(handler=_resume)
+
+    ablation = commands.add_parser(
+        "ablate", help="train the scenario, its flat variant and each modality removed; evaluate and compare them"
+    )
+    ablation.add_argument("scenario", metavar="SCENARIO")
+    ablation.add_argument("--frames", type=_positive, default=300_000, help="frames per run (default 300000)")
+    ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    ablation.add_argument("--episodes", type=_positive, default=200, help="greedy evaluation episodes per run (default 200)")
+    ablation.add_argument("--jobs", type=_positive, default=1, help="runs at once, each in its own process (default 1)")
+    ablation.add_argument("--out", type=Path, default=None, help="output folder (default runs/ablation-<scenario>-<time>)")
+    ablation.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    ablation.set_defaults(handler=_ablate)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,23 +8,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
 from algorithms import ALGORITHMS, goal_of, scenario_of, scenario_overrides  # noqa: E402
-from hierarchy_ablation import variants  # noqa: E402
 from manager_algorithms import ALGORITHMS as MANAGER_ALGORITHMS  # noqa: E402
 from manager_algorithms import arm_overrides, rises, window_mean  # noqa: E402
 
 from himo.scenarios.loader import load  # noqa: E402
-
-
-def test_every_ablation_variant_of_the_default_scenario_loads() -> None:
-    base = load("beacon")
-    loaded = {name: load("beacon", overrides) for name, overrides in variants(base).items()}
-    assert list(loaded["flat"].workers) == ["flat"]
-    assert loaded["flat"].worker_modalities("flat") == tuple(base.modalities)
-    for modality in base.modalities:
-        ablated = loaded[f"no-{modality}"]
-        assert modality not in ablated.modalities
-        assert all(modality not in ablated.worker_modalities(worker) for worker in ablated.workers)
-        assert ablated.workers, f"no-{modality} still has workers"
 
 
 def test_every_algorithm_benchmark_run_loads_as_a_flat_scenario() -> None:

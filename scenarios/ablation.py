@@ -1,0 +1,212 @@
+"""Modality ablation as a command (``himo ablate``): does the learned agent need every modality, and its hierarchy?
+
+For one scenario it trains, for each seed:
+
+- ``hierarchical``: the scenario as it is;
+- ``flat``: one worker reading every modality and shared state, rewarded with every component the
+  specialists use (each at its largest weight), with no manager to choose and no goals;
+- ``no_<modality>``: the scenario without that modality: the workers that read it are dropped and
+  the manager (and its goals) no longer read it.
+
+Each run then plays its greedy policy on fresh episodes (``himo.scenarios.evaluate``). The output folder
+gets ``ablation.json`` (``{"scenario", "frames", "seeds", "variants": {name: {"greedy_return": [per seed],
+"success_rate": [per seed], "fps": [per seed]}}}``), ``ablation.md`` (a table of medians and per-seed
+figures) and ``ablation.png`` (the training curves), and ``runs/`` with every run's folder.
+Runs go one after another, or in ``jobs`` processes at once.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.loader import load
+from himo.scenarios.schema import Scenario
+
+HIERARCHICAL = "hierarchical"
+FLAT = "flat"
+
+
+def flat_overrides(base: Scenario) -> list[str]:
+    """``--set`` overrides making ``base`` flat: one worker reading every modality and shared state, no goals.
+
+    The flat worker learns from every shaping signal the specialists get (the largest weight of each
+    component), so the comparison is about the hierarchy, not about the rewards.
+    """
+    reward: dict[str, float] = {}
+    for worker in base.workers.values():
+        for component, weight in worker.reward.items():
+            reward[component] = max(weight, reward.get(component, weight))
+    shared = sorted({key for worker in base.workers.values() for key in worker.shared})
+    worker = {"modalities": list(base.modalities), "shared": shared, "reward": reward}
+    return [f"workers={{flat: {json.dumps(worker)}}}", "manager.goal=null"]
+
+
+def without_modality(base: Scenario, removed: str) -> list[str]:
+    """``--set`` overrides removing modality ``removed``: its workers are dropped and the manager no longer reads it."""
+    kept_modalities = {name: config.model_dump(mode="json") for name, config in base.modalities.items() if name != removed}
+    kept_workers = {
+        name: worker.model_dump(mode="json", exclude_none=True)
+        for name, worker in base.workers.items()
+        if removed not in base.worker_modalities(name)
+    }
+    if not kept_workers:
+        raise ScenarioError.single(base.name, f"every worker reads modality {removed!r}: nothing is left without it")
+    return [f"modalities={json.dumps(kept_modalities)}", f"workers={json.dumps(kept_workers)}"]
+
+
+def ablation_variants(base: Scenario) -> dict[str, list[str]]:
+    """The ``--set`` overrides of every variant (see the module docstring), by name."""
+    variants = {HIERARCHICAL: [], FLAT: flat_overrides(base)}
+    for modality in base.modalities:
+        variants[f"no_{modality}"] = without_modality(base, modality)
+    return variants
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the ablation, as plain data (it may run in another process)."""
+
+    scenario: str
+    variant: str
+    seed: int
+    overrides: tuple[str, ...]
+    episodes: int
+    folder: str
+
+
+def run_variant(spec: RunSpec) -> dict[str, Any]:
+    """Train one variant with one seed, then evaluate its greedy policy; its figures and training curve."""
+    from himo.scenarios.evaluate import evaluate
+    from himo.scenarios.run import train
+
+    scenario = load(spec.scenario, [*spec.overrides, f"train.seed={spec.seed}", f"log.dir={spec.folder}"])
+    run = train(scenario, progress=False)
+    evaluation = evaluate(run.folder, spec.episodes)
+    team = statistics.mean(group.team_return for group in evaluation.groups.values())
+    return {
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "greedy_return": team,
+        "success_rate": evaluation.success_rate,
+        "fps": run.fps,
+        "curve": run.returns,
+        "folder": str(run.folder),
+    }
+
+
+def ablate(
+    scenario: str,
+    *,
+    frames: int,
+    seeds: Sequence[int],
+    episodes: int,
+    overrides: Sequence[str] = (),
+    jobs: int = 1,
+    output: Path,
+    report: Callable[[dict[str, Any]], None] = lambda result: None,
+) -> dict[str, Any]:
+    """Train and evaluate every variant of ``scenario`` with every seed; write the results into ``output``.
+
+    Returns the content of ``ablation.json``. ``report`` is called with each run's result as it ends.
+    """
+    base = load(scenario, [*overrides, f"train.frames={frames}"])
+    runs = output / "runs"
+    specs = [
+        RunSpec(scenario, name, seed, (*overrides, f"train.frames={frames}", *variant), episodes, str(runs / name))
+        for name, variant in ablation_variants(base).items()
+        for seed in seeds
+    ]
+    for spec in specs:  # every variant must load before hours are spent on the first
+        load(spec.scenario, list(spec.overrides))
+    results = []
+    if jobs <= 1:
+        for spec in specs:
+            results.append(run_variant(spec))
+            report(results[-1])
+    else:
+        # Fresh interpreters: each run seeds and threads itself, as a run of its own would.
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for result in pool.map(run_variant, specs):
+                results.append(result)
+                report(result)
+    summary = {
+        "scenario": base.name,
+        "frames": frames,
+        "seeds": list(seeds),
+        "episodes": episodes,
+        "variants": {
+            name: {
+                field: [result[field] for result in results if result["variant"] == name]
+                for field in ("greedy_return", "success_rate", "fps")
+            }
+            for name in ablation_variants(base)
+        },
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output / "ablation.md").write_text(markdown_table(summary))
+    save_curves(results, output / "ablation.png", f"{base.name}: episode return while training")
+    return summary
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+def _figure(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if percent else f"{value:.3f}"
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The ablation's results as a Markdown table: medians over the seeds, then each seed's figure."""
+    lines = [
+        f"`himo ablate {summary['scenario']}`: {summary['frames']:,} frames per run, seeds "
+        f"{', '.join(map(str, summary['seeds']))}, greedy policy on {summary['episodes']} fresh episodes.",
+        "",
+        "| variant | median greedy return | median success | greedy return per seed | success per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for name, variant in summary["variants"].items():
+        returns, successes = variant["greedy_return"], variant["success_rate"]
+        lines.append(
+            f"| {name} | {_figure(_median(returns))} | {_figure(_median(successes), percent=True)} | "
+            f"{' / '.join(_figure(value) for value in returns)} | "
+            f"{' / '.join(_figure(value, percent=True) for value in successes)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def save_curves(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Training curves (episode return against env frames), one colour per variant, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(8, 5))
+    colours: dict[str, str] = {}
+    for result in results:
+        name = result["variant"]
+        first = name not in colours
+        colours.setdefault(name, f"C{len(colours)}")
+        frames = [point[0] for point in result["curve"]]
+        returns = [point[1] for point in result["curve"]]
+        axes.plot(frames, returns, color=colours[name], alpha=0.8, label=name if first else None)
+    axes.set_xlabel("env frames")
+    axes.set_ylabel("episode return (team)")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
