@@ -182,12 +182,15 @@ class GroupLearner:
         if self.policy.goal is None:
             return inputs
         source = rows.get(GOAL_ROW)
-        agent = torch.arange(source.shape[-1]).expand_as(source)
-        decided = samples.select(*self.policy.observed_keys)[source.clamp_min(0), agent]
-        view = self.policy.encode(TensorDict({self.group: decided}, batch_size=[len(indices)]))
+        agents = source.shape[-1]
+        # An option's steps share its decision: each decision's observation is encoded once per minibatch.
+        pairs = source.clamp_min(0) * agents + torch.arange(agents)
+        decisions, each = torch.unique(pairs, return_inverse=True)
+        observed = samples.select(*self.policy.observed_keys).reshape(-1)[decisions]
+        view = self.policy.encode(TensorDict({self.group: observed}, batch_size=observed.batch_size))
+        goals = self.policy.goals(view)[each]
         stored = rows.get((keys.MANAGER, keys.GOAL))
-        goals = torch.where((source >= 0).unsqueeze(-1), self.policy.goals(view), stored)
-        return inputs.set(keys.manager(self.group, keys.ACTIVE_GOAL), goals)
+        return inputs.set(keys.manager(self.group, keys.ACTIVE_GOAL), torch.where((source >= 0).unsqueeze(-1), goals, stored))
 
     def _update_workers(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
         group, settings = self.group, self.worker_settings
