@@ -46,7 +46,7 @@ from himo.agents.base import (
     SoftHeadOutputs,
     gradient_epochs,
 )
-from himo.agents.declaration import Targets
+from himo.agents.declaration import Collection, Targets
 from himo.agents.registry import ALGORITHMS
 from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.vtrace import vtrace_targets
@@ -99,6 +99,10 @@ class GroupLearner:
         self.gamma = gamma
         self.worker_targets: Targets = ALGORITHMS[workers.name].targets
         self.manager_targets: Targets = ALGORITHMS[manager.name].targets
+        # Data collected in this process with the policy being updated carries its values: see _successor.
+        self.values_are_current = all(
+            ALGORITHMS[level.name].collection is Collection.SYNCHRONOUS for level in (workers, manager)
+        )
         self.workers = build_algorithm(workers, policy.worker_model(), total_frames, f"{self.group} workers")
         # With a single worker the manager has nothing to choose: a flat agent.
         self.manager = (
@@ -123,7 +127,7 @@ class GroupLearner:
         successor = current = None
         with torch.no_grad():
             if any(target is not Targets.REPLAY for target in targets):  # on-policy targets bootstrap from it
-                successor = self.policy.evaluate(batch.get(keys.NEXT).select(self.group).copy())
+                successor = self._successor(batch)
             if self.manager is not None and self.manager_targets is Targets.VTRACE:
                 # V-trace compares the manager's values with the successor values: both at the parameters from
                 # before the workers' update, which changes the encoders the manager reads.
@@ -138,6 +142,28 @@ class GroupLearner:
             else:
                 metrics |= self._update_manager(batch, successor, current, frames)
         return metrics
+
+    def _successor(self, batch: TensorDictBase) -> TensorDictBase:
+        """The policy's outputs at each step's successor state, ``[envs, time]`` under the group.
+
+        Where the batch was collected by this policy as it is now, the successor of step ``t`` is step ``t + 1``
+        and its values were computed then: only the steps whose successor is not in the batch (an episode's
+        last step, whose successor is the final observation, and the batch's last step) are evaluated.
+        Otherwise (lagged or asynchronous actors) every successor is evaluated with the current parameters.
+        """
+        after = batch.get(keys.NEXT).select(self.group)
+        if not self.values_are_current:
+            return self.policy.evaluate(after.copy())
+        group = self.group
+        outputs = [(keys.WORKERS, name, keys.STATE_VALUE) for name in self.policy.worker_names]
+        outputs += [(keys.MANAGER, keys.STATE_VALUE)] + ([(keys.MANAGER, keys.TERMINATION_LOGITS)] if self.rules.learned else [])
+        stored = batch.get(group).select(*outputs)
+        successor = torch.cat([stored[:, 1:], stored[:, -1:]], dim=1)
+        evaluated = batch.get((keys.NEXT, keys.DONE)).squeeze(-1).clone()
+        evaluated[:, -1] = True
+        fresh = self.policy.evaluate(TensorDict({group: after.get(group)[evaluated]}, batch_size=[int(evaluated.sum())]))
+        successor[evaluated] = fresh.get(group).select(*outputs)
+        return TensorDict({group: successor}, batch_size=batch.batch_size)
 
     # ----------------------------------------------------------------------------- off-policy levels (SAC)
     def _replay_workers(self, batch: TensorDictBase, frames: int) -> dict[str, float]:

@@ -49,3 +49,29 @@ def test_impala_manager_compares_values_and_successor_values_of_one_value_functi
     gap = (seen["value"][:, 1:] - seen["next_value"][:, :-1])[continuing].abs()
     assert continuing.sum() > 32
     assert gap.max() < 1e-5, gap.max()
+
+
+@pytest.mark.parametrize("overrides", [[], ["manager.termination={kind: learned}"], ["manager.goal={size: 4}"]])
+def test_successor_values_read_from_the_next_step_equal_a_fresh_evaluation(overrides: list[str]) -> None:
+    scenario = load("beacon", ["env.num_envs=2", "env.kwargs.max_steps=6", *overrides])
+    seed_everything(0)
+    env = build_env(scenario)
+    policy = build_policy(scenario, env).eval()  # no dropout: collection and evaluation give the same numbers
+    (group,) = policy.groups
+    collector = Collector(env, policy, frames_per_batch=48, total_frames=48, auto_register_policy_transforms=False)
+    batch = next(iter(collector))
+    collector.shutdown()
+    algorithm = scenario.algorithm
+    learner = GroupLearner(policy.groups[group], algorithm.manager, algorithm.workers, scenario.train.gamma, 48)
+    assert learner.values_are_current
+    with torch.no_grad():
+        read = learner._successor(batch)
+        evaluated = policy.groups[group].evaluate(batch.get(keys.NEXT).select(group).copy())
+    assert batch.get((keys.NEXT, keys.DONE)).any()
+    for key in read.keys(include_nested=True, leaves_only=True):
+        expected, got = evaluated.get(key), read.get(key)
+        if "goal" in str(overrides) and keys.WORKERS in key:
+            # With goals, the next step's stored value reads the goal set there (a new one where the manager decides).
+            same = ~batch.get((group, keys.MANAGER, keys.DECISION)).roll(-1, dims=1)
+            expected, got = expected[same], got[same]
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=str(key))
