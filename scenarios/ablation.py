@@ -3,8 +3,11 @@
 For one scenario it trains, for each seed:
 
 - ``hierarchical``: the scenario as it is;
-- ``flat``: one worker reading every modality and shared state, rewarded with every component the
-  specialists use (each at its largest weight), with no manager to choose and no goals;
+- ``flat``: one worker reading every modality and shared state, with no manager to choose and no goals,
+  rewarded with every component the specialists use (each at its largest weight), or with the mix given
+  (``flat_reward``): a shaping term a specialist can use safely under a manager that judges it by the team
+  reward may pay one flat worker to do something else (on the built-in world ``explore`` pays for wandering:
+  measured, the flat worker's episodes then run to the step limit while its team return falls to 0.01);
 - ``no_<modality>``: the scenario without that modality: the workers that read it are dropped and
   the manager (and its goals) no longer read it.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -34,18 +37,23 @@ HIERARCHICAL = "hierarchical"
 FLAT = "flat"
 
 
-def flat_overrides(base: Scenario) -> list[str]:
-    """``--set`` overrides making ``base`` flat: one worker reading every modality and shared state, no goals.
-
-    The flat worker learns from every shaping signal the specialists get (the largest weight of each
-    component), so the comparison is about the hierarchy, not about the rewards.
-    """
-    reward: dict[str, float] = {}
+def flat_reward_mix(base: Scenario, reward: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The flat worker's reward mix: ``reward`` where given, else every shaping signal the specialists get (the
+    largest weight of each component), so the comparison is about the hierarchy, not about the rewards."""
+    if reward is not None:
+        return dict(reward)
+    mix: dict[str, float] = {}
     for worker in base.workers.values():
         for component, weight in worker.reward.items():
-            reward[component] = max(weight, reward.get(component, weight))
+            mix[component] = max(weight, mix.get(component, weight))
+    return mix
+
+
+def flat_overrides(base: Scenario, reward: Mapping[str, float] | None = None) -> list[str]:
+    """``--set`` overrides making ``base`` flat: one worker reading every modality and shared state, no goals,
+    rewarded with :func:`flat_reward_mix`."""
     shared = sorted({key for worker in base.workers.values() for key in worker.shared})
-    worker = {"modalities": list(base.modalities), "shared": shared, "reward": reward}
+    worker = {"modalities": list(base.modalities), "shared": shared, "reward": flat_reward_mix(base, reward)}
     return [f"workers={{flat: {json.dumps(worker)}}}", "manager.goal=null"]
 
 
@@ -62,9 +70,9 @@ def without_modality(base: Scenario, removed: str) -> list[str]:
     return [f"modalities={json.dumps(kept_modalities)}", f"workers={json.dumps(kept_workers)}"]
 
 
-def ablation_variants(base: Scenario) -> dict[str, list[str]]:
+def ablation_variants(base: Scenario, flat_reward: Mapping[str, float] | None = None) -> dict[str, list[str]]:
     """The ``--set`` overrides of every variant (see the module docstring), by name."""
-    variants = {HIERARCHICAL: [], FLAT: flat_overrides(base)}
+    variants = {HIERARCHICAL: [], FLAT: flat_overrides(base, flat_reward)}
     for modality in base.modalities:
         variants[f"no_{modality}"] = without_modality(base, modality)
     return variants
@@ -110,6 +118,7 @@ def ablate(
     episodes: int,
     overrides: Sequence[str] = (),
     jobs: int = 1,
+    flat_reward: Mapping[str, float] | None = None,
     output: Path,
     report: Callable[[dict[str, Any]], None] = lambda result: None,
 ) -> dict[str, Any]:
@@ -121,7 +130,7 @@ def ablate(
     runs = output / "runs"
     specs = [
         RunSpec(scenario, name, seed, (*overrides, f"train.frames={frames}", *variant), episodes, str(runs / name))
-        for name, variant in ablation_variants(base).items()
+        for name, variant in ablation_variants(base, flat_reward).items()
         for seed in seeds
     ]
     for spec in specs:  # every variant must load before hours are spent on the first
@@ -147,8 +156,9 @@ def ablate(
                 field: [result[field] for result in results if result["variant"] == name]
                 for field in ("greedy_return", "success_rate", "fps")
             }
-            for name in ablation_variants(base)
+            for name in ablation_variants(base, flat_reward)
         },
+        "flat_reward": flat_reward_mix(base, flat_reward),
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")

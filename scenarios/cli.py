@@ -99,6 +99,7 @@ def _ablate(arguments: argparse.Namespace) -> int:
         episodes=arguments.episodes,
         overrides=arguments.set,
         jobs=arguments.jobs,
+        flat_reward=_flat_reward(arguments.flat_reward),
         output=output,
         report=report,
     )
@@ -167,9 +168,33 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--episodes", type=_positive, default=200, help="greedy evaluation episodes per run (default 200)")
     ablation.add_argument("--jobs", type=_positive, default=1, help="runs at once, each in its own process (default 1)")
     ablation.add_argument("--out", type=Path, default=None, help="output folder (default runs/ablation-<scenario>-<time>)")
+    ablation.add_argument(
+        "--flat-reward", default=None, metavar="MIX",
+        help="the flat worker's reward mix as YAML, e.g. '{env: 0.5, approach_sound: 1.0}' (default: every component "
+        "the workers use, at its largest weight)",
+    )
     ablation.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     ablation.set_defaults(handler=_ablate)
     return parser
+
+
+def _flat_reward(text: str | None) -> dict[str, float] | None:
+    """``--flat-reward``'s mix, checked: a mapping of component names to finite numbers."""
+    if text is None:
+        return None
+    import math
+
+    import yaml
+
+    try:
+        mix = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ScenarioError.single("--flat-reward", f"not YAML: {error}") from None
+    if not isinstance(mix, dict) or not mix or not all(
+        isinstance(weight, (int, float)) and math.isfinite(weight) for weight in mix.values()
+    ):
+        raise ScenarioError.single("--flat-reward", f"expected a mapping of reward components to numbers, got {text!r}")
+    return {str(name): float(weight) for name, weight in mix.items()}
 
 
 def _positive(text: str) -> int:

@@ -55,3 +55,10 @@ def test_ablate_in_two_processes_gives_every_run(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "ablation.json").read_text())
     assert all(len(variant["greedy_return"]) == 1 for variant in summary["variants"].values())
     assert len(list((tmp_path / "runs").glob("*/beacon-*"))) == 5
+
+
+def test_the_flat_workers_reward_mix_can_be_given(tmp_path: Path) -> None:
+    variants = ablation_variants(load("beacon"), {"env": 1.0, "approach_sound": 0.5})
+    flat = load("beacon", variants["flat"])
+    assert dict(flat.workers["flat"].reward) == {"env": 1.0, "approach_sound": 0.5}
+    assert main(["ablate", "beacon", "--flat-reward", "[1, 2]", "--out", str(tmp_path)]) == 2
