@@ -148,15 +148,12 @@ def read_newest(checkpoints: Path) -> FoundCheckpoint:
 def read_named_checkpoint(path: Path) -> FoundCheckpoint:
     """The checkpoint a user names: a checkpoint file as it is, else the newest readable one of a folder.
 
-    ``path`` may be a checkpoint file (read as it is: no fallback from a file named on purpose), a run
-    folder or its checkpoints folder, or a ``latest.pt`` that is not there (runs now write numbered
-    files): the newest readable checkpoint of the folder it names or lies in.
+    ``path`` may be a checkpoint file (read as it is: no fallback from a file named on purpose), or a run
+    folder or its checkpoints folder: the newest readable checkpoint there.
     """
     if path.is_file():
         return FoundCheckpoint(path, load_checkpoint(path))
     if path.is_dir():
         run_checkpoints = path / CHECKPOINT_FOLDER
         return read_newest(run_checkpoints if run_checkpoints.is_dir() else path)
-    if path.name == LATEST and path.parent.is_dir():
-        return read_newest(path.parent)
-    raise CheckpointError(f"{path}: no checkpoint there")
+    raise CheckpointError(f"{path}: no checkpoint there (name a checkpoint file, or a run folder for its newest)")

@@ -117,10 +117,10 @@ def saved_workers(path: Path) -> dict[str, torch.Tensor]:
     return {name: value for name, value in load_checkpoint(path)["policy"].items() if name.split(".")[2] == "workers"}
 
 
-@pytest.mark.parametrize("named", ["run folder", "latest.pt", "file"])
-def test_a_level_checkpoint_may_name_a_run_folder_or_its_latest_pt(run: Path, named: str) -> None:
+@pytest.mark.parametrize("named", ["run folder", "checkpoints folder", "file"])
+def test_a_level_checkpoint_may_name_a_run_folder_or_a_file(run: Path, named: str) -> None:
     newest, previous, _ = checkpoint_files(run / "checkpoints")
-    path = {"run folder": run, "latest.pt": run / "checkpoints" / "latest.pt", "file": previous}[named]
+    path = {"run folder": run, "checkpoints folder": run / "checkpoints", "file": previous}[named]
     loaded = workers_parameters([f"algorithm.workers.checkpoint={path}"])
     expected = saved_workers(previous if named == "file" else newest)
     assert loaded.keys() == expected.keys() and all(torch.equal(loaded[name], expected[name]) for name in expected)

@@ -126,14 +126,12 @@ def test_a_resumed_run_sets_aside_the_files_it_skipped_once_it_has_saved(tmp_pat
     assert read_newest(tmp_path).state["frames"] == 700 and not read_newest(tmp_path).skipped
 
 
-@pytest.mark.parametrize("named", ["run folder", "checkpoints folder", "missing latest.pt"])
-def test_a_named_folder_or_missing_latest_pt_means_the_newest_readable(tmp_path: Path, named: str) -> None:
+@pytest.mark.parametrize("named", ["run folder", "checkpoints folder"])
+def test_a_named_folder_means_its_newest_readable(tmp_path: Path, named: str) -> None:
     checkpoints = tmp_path / "run" / "checkpoints"
     for frames in (256, 512):
         save_checkpoint(state(frames), checkpoints, frames, keep=2)
-    path = {
-        "run folder": tmp_path / "run", "checkpoints folder": checkpoints, "missing latest.pt": checkpoints / LATEST
-    }
+    path = {"run folder": tmp_path / "run", "checkpoints folder": checkpoints}
     assert read_named_checkpoint(path[named]).state["frames"] == 512
     truncate(checkpoints / checkpoint_name(512))
     found = read_named_checkpoint(path[named])
