@@ -8,7 +8,7 @@ task that needs two modalities at once is solved by the manager reading the one 
 and the worker acting on the other (where: sound).
 
 How the goal learns: end to end, through the workers' losses. In learning, each step's goal is
-recomputed, with gradient, from the observation at the decision that set it (:func:`decision_steps`),
+recomputed, with gradient, from the observation at the decision that set it (``himo.hierarchy.semi_mdp.decision_steps``),
 so a worker's policy gradient and critic loss reach ``G`` and the encoders it reads. A goal set before
 the batch began is read as stored. It is chosen over the alternatives (a goal sampled as part of the
 manager's action, or discrete goal codes) because it is the one whose credit is not left to the manager's
@@ -43,9 +43,3 @@ class GoalNetwork(nn.Module):
         """The goal ``[..., size]`` of each agent from its embeddings ``[..., features_m]``."""
         return torch.tanh(self.network(torch.cat([embedding.float() for embedding in embeddings], dim=-1)))
 
-
-def decision_steps(decision: torch.Tensor) -> torch.Tensor:
-    """For each step of ``decision [envs, time, agents]``, the time index of the decision whose goal is in force
-    there (the last decision at or before it in its lane), or -1 where that decision is before the batch."""
-    time = torch.arange(decision.shape[1], device=decision.device).view(1, -1, 1).expand_as(decision)
-    return torch.where(decision, time, torch.full_like(time, -1)).cummax(dim=1).values

@@ -47,15 +47,14 @@ from himo.agents.base import (
     gradient_epochs,
 )
 from himo.agents.declaration import Collection, Targets
-from himo.agents.registry import ALGORITHMS
+from himo.agents.registry import ALGORITHMS, collections_of
 from himo.agents.soft_policies import CategoricalPolicy
 from himo.agents.vtrace import vtrace_targets
 from himo.envs import keys
-from himo.hierarchy.goals import decision_steps
 from himo.hierarchy.policy import GroupPolicy
 from himo.hierarchy.replay import manager_transitions, worker_transitions
 from himo.hierarchy.selectors import manager_distribution
-from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices
+from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices, decision_steps
 from himo.hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
 
 
@@ -100,9 +99,7 @@ class GroupLearner:
         self.worker_targets: Targets = ALGORITHMS[workers.name].targets
         self.manager_targets: Targets = ALGORITHMS[manager.name].targets
         # Data collected in this process with the policy being updated carries its values: see _successor.
-        self.values_are_current = all(
-            ALGORITHMS[level.name].collection is Collection.SYNCHRONOUS for level in (workers, manager)
-        )
+        self.values_are_current = collections_of(workers.name, manager.name) == {Collection.SYNCHRONOUS}
         self.workers = build_algorithm(workers, policy.worker_model(), total_frames, f"{self.group} workers")
         # With a single worker the manager has nothing to choose: a flat agent.
         self.manager = (

@@ -244,7 +244,7 @@ class GroupPolicy(TensorDictModuleBase):
         """
         self.encode(tensordict)
         active = keys.manager(self.group, keys.ACTIVE_GOAL)
-        if self.goal is not None and active not in tensordict.keys(include_nested=True):
+        if self.goal is not None and tensordict.get(active, None) is None:
             tensordict.set(active, tensordict.get(keys.manager(self.group, keys.GOAL)))
         self._run_workers(tensordict)
         return tensordict

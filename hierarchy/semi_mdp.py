@@ -74,6 +74,14 @@ def _check_inputs(
 
 
 @torch.no_grad()
+def decision_steps(decision: torch.Tensor) -> torch.Tensor:
+    """For each step of ``decision`` (time along dim 1: ``[lanes, time]`` or ``[envs, time, agents]``), the time
+    index of the latest decision at or before it in its lane, or -1 where that decision is before the batch."""
+    time = torch.arange(decision.shape[1], device=decision.device)
+    time = time.view(1, -1, *([1] * (decision.dim() - 2))).expand_as(decision)
+    return torch.where(decision, time, torch.full_like(time, -1)).cummax(dim=1).values
+
+
 def compact_to_decisions(
     decision: torch.Tensor,
     reward: torch.Tensor,
@@ -114,7 +122,7 @@ def compact_to_decisions(
     time = torch.arange(steps, device=device).expand(lanes, steps)
 
     # Owner of each step: the lane's latest decision at or before it, unless an episode ended since.
-    start = torch.where(decision, time, -1).cummax(dim=1).values
+    start = decision_steps(decision)
     start_at = start.clamp(min=0)
     done_before = done.long().cumsum(dim=1) - done.long()  # dones in [0, t-1]
     owned = (start >= 0) & (done_before == done_before.gather(1, start_at))

@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as multiprocessing
 
 from himo.agents.declaration import Collection
-from himo.agents.registry import ALGORITHMS
+from himo.agents.registry import collections_of
 from himo.agents.a3c import attach_optimizer_state, share_optimizer_state
 from himo.agents.optim import NonFiniteLossError
 from himo.agents import tags
@@ -42,8 +42,7 @@ REPORT_TIMEOUT_SECONDS = 600.0
 
 def uses_actor_learners(scenario: Scenario) -> bool:
     """Whether a level's algorithm collects and learns in asynchronous actor-learner processes (A3C)."""
-    levels = (scenario.algorithm.workers, scenario.algorithm.manager)
-    return any(ALGORITHMS[level.name].collection is Collection.ASYNCHRONOUS for level in levels)
+    return Collection.ASYNCHRONOUS in collections_of(scenario.algorithm.workers.name, scenario.algorithm.manager.name)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torchrl.collectors import Collector, MultiAsyncCollector
 from torchrl.envs import EnvBase
 
 from himo.agents.declaration import Collection
-from himo.agents.registry import ALGORITHMS
+from himo.agents.registry import collections_of
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env
 from himo.scenarios.schema import Scenario
@@ -27,8 +27,7 @@ ACTOR_SEED_STRIDE = 10_000
 
 def is_asynchronous(scenario: Scenario) -> bool:
     """Whether the run's actors collect asynchronously on lagged policies (a level learns with IMPALA)."""
-    levels = (scenario.algorithm.workers, scenario.algorithm.manager)
-    return any(ALGORITHMS[level.name].collection is Collection.LAGGED for level in levels)
+    return Collection.LAGGED in collections_of(scenario.algorithm.workers.name, scenario.algorithm.manager.name)
 
 
 def _actor_env(scenario_data: dict[str, Any], seed: int) -> EnvBase:

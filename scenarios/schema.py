@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Field, WrapSerializer, field_validator, model_validator
 
 from himo.agents.declaration import Targets
-from himo.agents.registry import ALGORITHMS
+from himo.agents.registry import ALGORITHMS, collections_of
 from himo.envs.registry import split_env_id
 from himo.envs.rewards import REWARD_FUNCTIONS, REWARD_LIMIT
 from himo.scenarios.algorithms import AlgorithmConfig
@@ -280,7 +280,7 @@ class Scenario(Section):
                 f"levels (or freeze one level)",
             )
         # A frozen level still runs in its algorithm's process layout (see himo.scenarios.collection).
-        layouts = {ALGORITHMS[config.name].collection for config in levels.values()}
+        layouts = collections_of(*(config.name for config in levels.values()))
         if self.train.actors > 1 and not any(layout.uses_actor_processes for layout in layouts):
             raise FieldProblem(
                 ("train", "actors"),

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from one_batch import collect_batch
 from masked_envs import MASKED_ENV_ID, MaskedEnv, TurnsEnv
-from torchrl.collectors import Collector
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from himo.envs import keys
 from himo.hierarchy.learner import GroupLearner
 from himo.scenarios.build import build_env, build_policy
-from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.schema import Scenario
 from himo.scenarios.loader import load
@@ -45,13 +44,7 @@ def load_text(text: str, folder: Path) -> Scenario:
 
 def collect(text: str, folder: Path, frames: int = 256):
     scenario = load_text(text, folder)
-    seed_everything(0)
-    env = build_env(scenario)
-    policy = build_policy(scenario, env)
-    collector = Collector(env, policy, frames_per_batch=frames, total_frames=frames, auto_register_policy_transforms=False)
-    batch = next(iter(collector))
-    collector.shutdown()
-    return scenario, policy, batch
+    return scenario, *collect_batch(scenario, frames)
 
 
 @pytest.mark.parametrize("mode", ["select", "weighted"])

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchrl.collectors import Collector
+from one_batch import collect_batch
 
 from himo.envs import keys
 from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.state import IS_INIT
-from himo.scenarios.build import build_env, build_policy
-from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.loader import load
 
@@ -21,13 +19,7 @@ GROUP = "agents"
 
 def collected(overrides: list[str], frames: int = 128):
     scenario = load("beacon", [*GOALS, *overrides])
-    seed_everything(0)
-    env = build_env(scenario)
-    policy = build_policy(scenario, env)
-    collector = Collector(env, policy, frames_per_batch=frames, total_frames=frames, auto_register_policy_transforms=False)
-    batch = next(iter(collector))
-    collector.shutdown()
-    return scenario, policy, batch
+    return scenario, *collect_batch(scenario, frames)
 
 
 def test_a_goal_is_set_at_decisions_held_between_them_and_reset_at_episode_start() -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchrl.collectors import Collector
+from one_batch import collect_batch
 
 from himo.hierarchy import learner as learner_module
 from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.termination import lanes
 from himo.envs import keys
-from himo.scenarios.build import build_env, build_policy
-from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
 
 IMPALA_BEACON = [
@@ -25,13 +23,8 @@ IMPALA_BEACON = [
 
 def test_impala_manager_compares_values_and_successor_values_of_one_value_function(monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = load("beacon", IMPALA_BEACON)
-    seed_everything(0)
-    env = build_env(scenario)
-    policy = build_policy(scenario, env)
+    policy, batch = collect_batch(scenario, 64)
     (group,) = policy.groups
-    collector = Collector(env, policy, frames_per_batch=64, total_frames=64, auto_register_policy_transforms=False)
-    batch = next(iter(collector))
-    collector.shutdown()
     seen = {}
     compact = learner_module.compact_to_decisions
 
@@ -54,13 +47,9 @@ def test_impala_manager_compares_values_and_successor_values_of_one_value_functi
 @pytest.mark.parametrize("overrides", [[], ["manager.termination={kind: learned}"], ["manager.goal={size: 4}"]])
 def test_successor_values_read_from_the_next_step_equal_a_fresh_evaluation(overrides: list[str]) -> None:
     scenario = load("beacon", ["env.num_envs=2", "env.kwargs.max_steps=6", *overrides])
-    seed_everything(0)
-    env = build_env(scenario)
-    policy = build_policy(scenario, env).eval()  # no dropout: collection and evaluation give the same numbers
+    # eval(): no dropout, so collection and evaluation give the same numbers.
+    policy, batch = collect_batch(scenario, 48, evaluation_mode=True)
     (group,) = policy.groups
-    collector = Collector(env, policy, frames_per_batch=48, total_frames=48, auto_register_policy_transforms=False)
-    batch = next(iter(collector))
-    collector.shutdown()
     algorithm = scenario.algorithm
     learner = GroupLearner(policy.groups[group], algorithm.manager, algorithm.workers, scenario.train.gamma, 48)
     assert learner.values_are_current
