@@ -6,7 +6,8 @@ batch into each level's :class:`himo.agents.base.LevelProblem`:
 
 - **workers**: critic m learns the return of its own reward channel on every step; actor m learns
   in select mode from its own log-probability (of the parts it controls) on the steps where it was
-  the active option, and in weighted mode on every step from the acting policy's exact
+  the active option (with intra-option learning, also on the others' steps, importance-weighted: see
+  ``GroupLearner._actor_weight``), and in weighted mode on every step from the acting policy's exact
   log-probability, differentiated with respect to its own outputs (``GroupPolicy.worker_outputs``).
   Samples are env steps with the group's agents kept together (a centralised critic reads the
   whole group);
@@ -278,13 +279,26 @@ class GroupLearner:
                     "returns": from_lanes(returns, envs),
                     # Weighted mode: the acting policy's ratio on every step (see GroupPolicy.worker_outputs).
                     "old_log_prob": data.get(keys.LOG_PROB) if weighted else data.get((keys.WORKERS, name, keys.LOG_PROB)),
-                    "weight": acting if weighted else weights[..., index] * acting,
+                    "weight": acting if weighted else self._actor_weight(data, name, weights[..., index]) * acting,
                 },
                 batch_size=data.shape,
             ).reshape(-1, agents)
         rows = rows_per_minibatch(settings, samples.shape[0], agents)
         problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows)
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
+
+    def _actor_weight(self, data: TensorDictBase, name: str, active: torch.Tensor) -> torch.Tensor:
+        """Select mode: how much worker ``name``'s actor learns from each step, ``[envs, time, agents]``.
+
+        Its own steps (``active``) weigh 1. With intra-option learning, a step another worker acted weighs the
+        truncated importance ratio ``min(1, pi_name(a) / pi_acting(a))`` of the action taken, at collection (the
+        truncation of V-trace's policy gradient): an action the worker would have taken as readily teaches it as
+        much as its own, one it would not have taken teaches it little, and no step weighs more than its own.
+        """
+        if not self.rules.intra_option:
+            return active
+        own, acting = data.get((keys.WORKERS, name, keys.LOG_PROB)), data.get(keys.LOG_PROB)
+        return torch.maximum(active, (own - acting).exp().clamp(max=1.0))
 
     def _current_worker_policy(
         self, batch: TensorDictBase, samples: TensorDictBase
@@ -351,7 +365,7 @@ class GroupLearner:
             },
             batch_size=[lane.numel()],
         )
-        samples = decided.select(keys.OBSERVATION)
+        samples = self.policy.manager_inputs(TensorDict({group: decided}, batch_size=[lane.numel()]))
         evaluate = self._manager_evaluator(samples, target)
         extra: dict[str, float] = {}
         if vtrace:
@@ -373,7 +387,7 @@ class GroupLearner:
         group, value_coef = self.group, self.manager_settings.value_coef
 
         def evaluate(indices: torch.Tensor) -> dict[str, HeadOutputs]:
-            inputs = self.policy.evaluate_manager(TensorDict({group: samples[indices]}, batch_size=[len(indices)]))
+            inputs = self.policy.manager(TensorDict({group: samples[indices]}, batch_size=[len(indices)]))
             rows = target[indices]
             agent, chosen = rows.get("agent"), rows.get("option")
             distribution = manager_distribution(self.rules.mode, _of_agent(inputs.get(keys.manager(group, keys.LOGITS)), agent))
@@ -427,13 +441,15 @@ class GroupLearner:
         return termination_loss(inputs, self.group, self.rules.switching_cost)
 
     def _termination_pass(self, batch: TensorDictBase, frames: int, metrics: LevelMetrics) -> None:
-        samples = self.termination_samples(batch)
-        if not samples.shape[0]:
+        observed = self.termination_samples(batch)
+        if not observed.shape[0]:
             return
+        samples = self.policy.manager_inputs(TensorDict({self.group: observed}, batch_size=observed.shape[:1]))
+        samples.set((keys.MANAGER, keys.OPTION), observed.get((keys.MANAGER, keys.OPTION)))
 
         def loss_of(indices: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             inputs = TensorDict({self.group: samples[indices]}, batch_size=[len(indices)])
-            return self.termination_loss(self.policy.evaluate_manager(inputs))
+            return self.termination_loss(self.policy.manager(inputs))
 
         rows = rows_per_minibatch(self.manager_settings, samples.shape[0], samples.shape[1])
         gradient_epochs(self.manager.optimizer, samples.shape[0], rows, self.manager_settings.epochs, loss_of, frames, metrics)

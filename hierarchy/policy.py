@@ -254,6 +254,16 @@ class GroupPolicy(TensorDictModuleBase):
             worker(tensordict)
         self._mask_illegal(tensordict)
 
+    def manager_inputs(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """What the manager reads of ``tensordict`` (its embeddings, computed without gradient), under the group.
+
+        The manager's update changes none of the encoders, so its minibatch epochs read these instead of
+        encoding the observations again at every pass.
+        """
+        with torch.no_grad():
+            self.encode(tensordict)
+        return tensordict.select(*self.manager.in_keys).get(self.group)
+
     def evaluate_manager(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The manager's outputs (scores, value, and termination logits and option values if learned).
 

@@ -63,16 +63,21 @@ class OptionRules:
         termination: ``interval`` or ``learned``.
         every: option length of ``interval`` termination.
         switching_cost: with ``learned`` termination, what each switch costs the manager (team-reward units).
+        intra_option: select mode: every worker's actor also learns from the other workers' steps (see
+            ``himo.hierarchy.learner``).
     """
 
     mode: str = "select"
     termination: str = "interval"
     every: int = 4
     switching_cost: float = 0.0
+    intra_option: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES or self.termination not in TERMINATIONS:
             raise ValueError(f"unknown mode {self.mode!r} or termination {self.termination!r}; expected {MODES}, {TERMINATIONS}")
+        if self.mode == "weighted" and self.intra_option:
+            raise ValueError("intra-option learning needs mode 'select' (in weighted mode every worker learns from every step)")
         if self.mode == "weighted" and self.termination == "learned":
             raise ValueError("learned termination needs mode 'select' (weighted mode has no single active option)")
         if self.every < 1 or self.switching_cost < 0:

@@ -16,6 +16,12 @@ gets ``ablation.json`` (``{"scenario", "frames", "seeds", "variants": {name: {"g
 "success_rate": [per seed], "fps": [per seed]}}}``), ``ablation.md`` (a table of medians and per-seed
 figures) and ``ablation.png`` (the training curves), and ``runs/`` with every run's folder.
 Runs go one after another, or in ``jobs`` processes at once.
+
+An ablation may take longer than one sitting: each run's result is saved as it ends
+(``runs/<variant>/seed-<seed>.json``, with the resolved scenario it trained), and a later ``himo ablate`` into
+the same folder reads a finished run instead of training it again when its resolved scenario and episodes are
+the same. ``variants`` trains a subset (e.g. the flat baseline first); the last call, with every variant, then
+writes the whole table.
 """
 
 from __future__ import annotations
@@ -89,17 +95,30 @@ class RunSpec:
     episodes: int
     folder: str
 
+    def load(self) -> Scenario:
+        """The scenario this run trains."""
+        return load(self.scenario, [*self.overrides, f"train.seed={self.seed}", f"log.dir={self.folder}"])
+
+    @property
+    def result_file(self) -> Path:
+        """Where the run's result is saved when it ends."""
+        return Path(self.folder) / f"seed-{self.seed}.json"
+
+    def settings(self) -> dict[str, Any]:
+        """What a saved result must have been trained and evaluated with to stand for this run."""
+        return {"scenario": self.load().model_dump(mode="json"), "episodes": self.episodes}
+
 
 def run_variant(spec: RunSpec) -> dict[str, Any]:
-    """Train one variant with one seed, then evaluate its greedy policy; its figures and training curve."""
+    """Train one variant with one seed, then evaluate its greedy policy; its figures and training curve (also saved
+    to ``spec.result_file`` with the run's settings)."""
     from himo.scenarios.evaluate import evaluate
     from himo.scenarios.run import train
 
-    scenario = load(spec.scenario, [*spec.overrides, f"train.seed={spec.seed}", f"log.dir={spec.folder}"])
-    run = train(scenario, progress=False)
+    run = train(spec.load(), progress=False)
     evaluation = evaluate(run.folder, spec.episodes)
     team = statistics.mean(group.team_return for group in evaluation.groups.values())
-    return {
+    result = {
         "variant": spec.variant,
         "seed": spec.seed,
         "greedy_return": team,
@@ -108,6 +127,22 @@ def run_variant(spec: RunSpec) -> dict[str, Any]:
         "curve": run.returns,
         "folder": str(run.folder),
     }
+    # Written aside, then renamed: an interrupted write never leaves a result that reads as finished.
+    partial = spec.result_file.with_suffix(".json.partial")
+    partial.write_text(json.dumps({"result": result, "settings": spec.settings()}) + "\n")
+    partial.replace(spec.result_file)
+    return result
+
+
+def finished_result(spec: RunSpec) -> dict[str, Any] | None:
+    """The saved result of ``spec`` if one exists and was trained with the same resolved scenario and episodes."""
+    try:
+        saved = json.loads(spec.result_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("settings") != spec.settings():
+        return None
+    return {**saved["result"], "reused": True}
 
 
 def ablate(
@@ -119,33 +154,52 @@ def ablate(
     overrides: Sequence[str] = (),
     jobs: int = 1,
     flat_reward: Mapping[str, float] | None = None,
+    variants: Sequence[str] | None = None,
     output: Path,
     report: Callable[[dict[str, Any]], None] = lambda result: None,
 ) -> dict[str, Any]:
-    """Train and evaluate every variant of ``scenario`` with every seed; write the results into ``output``.
+    """Train and evaluate the variants of ``scenario`` (every one, or those named) with every seed; write the
+    results into ``output``. A run whose result ``output`` already holds, from the same settings, is read instead.
 
-    Returns the content of ``ablation.json``. ``report`` is called with each run's result as it ends.
+    Returns the content of ``ablation.json``. ``report`` is called with each run's result as it ends (a result read
+    from an earlier call has ``"reused": True``).
     """
     base = load(scenario, [*overrides, f"train.frames={frames}"])
+    every = ablation_variants(base, flat_reward)
+    unknown = sorted(set(variants or ()) - every.keys())
+    if unknown:
+        raise ScenarioError.single(base.name, f"unknown ablation variant(s) {unknown}; expected some of {list(every)}")
+    chosen = {name: overrides_ for name, overrides_ in every.items() if variants is None or name in variants}
     runs = output / "runs"
     specs = [
         RunSpec(scenario, name, seed, (*overrides, f"train.frames={frames}", *variant), episodes, str(runs / name))
-        for name, variant in ablation_variants(base, flat_reward).items()
+        for name, variant in chosen.items()
         for seed in seeds
     ]
     for spec in specs:  # every variant must load before hours are spent on the first
-        load(spec.scenario, list(spec.overrides))
-    results = []
+        spec.load()
+    results, pending = [], []
+    for spec in specs:
+        earlier = finished_result(spec)
+        if earlier is None:
+            pending.append(spec)
+        else:
+            results.append(earlier)
+            report(earlier)
+    for spec in pending:
+        Path(spec.folder).mkdir(parents=True, exist_ok=True)
     if jobs <= 1:
-        for spec in specs:
+        for spec in pending:
             results.append(run_variant(spec))
             report(results[-1])
     else:
         # Fresh interpreters: each run seeds and threads itself, as a run of its own would.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for result in pool.map(run_variant, specs):
+            for result in pool.map(run_variant, pending):
                 results.append(result)
                 report(result)
+    order = {(spec.variant, spec.seed): index for index, spec in enumerate(specs)}
+    results.sort(key=lambda result: order[(result["variant"], result["seed"])])
     summary = {
         "scenario": base.name,
         "frames": frames,
@@ -156,7 +210,7 @@ def ablate(
                 field: [result[field] for result in results if result["variant"] == name]
                 for field in ("greedy_return", "success_rate", "fps")
             }
-            for name in ablation_variants(base, flat_reward)
+            for name in chosen
         },
         "flat_reward": flat_reward_mix(base, flat_reward),
     }

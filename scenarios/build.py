@@ -160,10 +160,13 @@ def _allowed_actions(scenario: Scenario, env: EnvBase, worker_name: str, actions
 
 def option_rules(scenario: Scenario) -> OptionRules:
     """The manager's mode and termination as the policy and learner read them."""
-    termination = scenario.manager.termination
+    manager = scenario.manager
+    termination = manager.termination
     if isinstance(termination, LearnedTermination):
-        return OptionRules(mode=scenario.manager.mode, termination="learned", switching_cost=termination.switching_cost)
-    return OptionRules(mode=scenario.manager.mode, termination="interval", every=termination.every)
+        return OptionRules(
+            mode=manager.mode, termination="learned", switching_cost=termination.switching_cost, intra_option=manager.intra_option
+        )
+    return OptionRules(mode=manager.mode, termination="interval", every=termination.every, intra_option=manager.intra_option)
 
 
 def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:

@@ -89,7 +89,8 @@ def _ablate(arguments: argparse.Namespace) -> int:
 
     def report(result: dict) -> None:
         success = "" if result["success_rate"] is None else f", success {result['success_rate']:.1%}"
-        print(f"{result['variant']} seed {result['seed']}: greedy return {result['greedy_return']:+.3f}{success}",
+        earlier = " (finished earlier: read from its saved result)" if result.get("reused") else ""
+        print(f"{result['variant']} seed {result['seed']}: greedy return {result['greedy_return']:+.3f}{success}{earlier}",
               flush=True)
 
     summary = ablate(
@@ -100,6 +101,7 @@ def _ablate(arguments: argparse.Namespace) -> int:
         overrides=arguments.set,
         jobs=arguments.jobs,
         flat_reward=_flat_reward(arguments.flat_reward),
+        variants=arguments.variants,
         output=output,
         report=report,
     )
@@ -167,7 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     ablation.add_argument("--episodes", type=_positive, default=200, help="greedy evaluation episodes per run (default 200)")
     ablation.add_argument("--jobs", type=_positive, default=1, help="runs at once, each in its own process (default 1)")
-    ablation.add_argument("--out", type=Path, default=None, help="output folder (default runs/ablation-<scenario>-<time>)")
+    ablation.add_argument(
+        "--out", type=Path, default=None,
+        help="output folder (default runs/ablation-<scenario>-<time>); runs it already holds with the same settings "
+        "are read, not trained again",
+    )
+    ablation.add_argument(
+        "--variants", nargs="+", default=None, metavar="VARIANT",
+        help="train only these variants (hierarchical, flat, no_<modality>; default every one)",
+    )
     ablation.add_argument(
         "--flat-reward", default=None, metavar="MIX",
         help="the flat worker's reward mix as YAML, e.g. '{env: 0.5, approach_sound: 1.0}' (default: every component "

@@ -156,6 +156,12 @@ class ManagerConfig(Section):
         description="Goals: at each decision the manager also sets a goal vector from every modality, held for the "
         "option and read by the workers (learned through the workers' losses); null: none.",
     )
+    intra_option: bool = Field(
+        False,
+        description="Select mode: every worker's actor also learns from the steps another worker acted, each weighted "
+        "by the truncated importance ratio min(1, pi_worker / pi_acting) of the action taken (intra-option learning); "
+        "false: a worker's actor learns only from its own steps.",
+    )
 
     @field_validator("termination", mode="before")
     @classmethod
@@ -171,6 +177,12 @@ class ManagerConfig(Section):
 
     @model_validator(mode="after")
     def _learned_termination_selects(self) -> ManagerConfig:
+        if self.mode == "weighted" and self.intra_option:
+            raise FieldProblem(
+                ("intra_option",),
+                "intra-option learning is for mode 'select': in weighted mode every worker already learns from every "
+                "step, through the mixture",
+            )
         if self.mode == "weighted" and self.termination.kind == "learned":
             raise FieldProblem(
                 ("termination", "kind"),
@@ -311,6 +323,18 @@ class Scenario(Section):
                 f"goals learn through the workers' losses, recomputed from the observation at each option's decision; "
                 f"{workers.name} workers learn from replayed single steps without it: use an on-policy worker algorithm, "
                 f"or no goal",
+            )
+        if self.manager.intra_option and workers.targets is Targets.REPLAY:
+            raise FieldProblem(
+                ("manager", "intra_option"),
+                f"{workers.name} workers already learn from every step (replayed, whichever worker acted): set "
+                f"intra_option false",
+            )
+        if self.manager.intra_option and any(worker.parts is not None for worker in self.workers.values()):
+            raise FieldProblem(
+                ("manager", "intra_option"),
+                "intra-option learning compares each worker's probability of the whole action with the acting one's; "
+                "workers acting on parts of a composite action have none: drop their parts, or intra_option",
             )
         if not workers.composite_actions:
             for name, worker in self.workers.items():

@@ -62,3 +62,33 @@ def test_the_flat_workers_reward_mix_can_be_given(tmp_path: Path) -> None:
     flat = load("beacon", variants["flat"])
     assert dict(flat.workers["flat"].reward) == {"env": 1.0, "approach_sound": 0.5}
     assert main(["ablate", "beacon", "--flat-reward", "[1, 2]", "--out", str(tmp_path)]) == 2
+
+
+def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    settings = [argument for override in TINY for argument in ("--set", override)]
+    common = ["ablate", "beacon", "--frames", "256", "--seeds", "0", "--episodes", "2", "--out", str(tmp_path), *settings]
+    assert main([*common, "--variants", "flat"]) == 0
+    assert list(json.loads((tmp_path / "ablation.json").read_text())["variants"]) == ["flat"]
+    flat_runs = list((tmp_path / "runs" / "flat").glob("beacon-*"))
+    first = json.loads((tmp_path / "runs" / "flat" / "seed-0.json").read_text())["result"]
+    capsys.readouterr()
+
+    assert main([*common, "--variants", "flat", "hierarchical"]) == 0
+    output = capsys.readouterr().out
+    assert "flat seed 0: greedy return" in output and "finished earlier" in output
+    assert list((tmp_path / "runs" / "flat").glob("beacon-*")) == flat_runs  # not trained again
+    summary = json.loads((tmp_path / "ablation.json").read_text())
+    assert list(summary["variants"]) == ["hierarchical", "flat"]
+    assert summary["variants"]["flat"]["greedy_return"] == [first["greedy_return"]]
+
+    # Other settings (here more evaluation episodes) make the saved result stand for another run: trained again.
+    assert main([*common[:7], "3", *common[8:], "--variants", "flat"]) == 0
+    assert "finished earlier" not in capsys.readouterr().out
+    assert len(list((tmp_path / "runs" / "flat").glob("beacon-*"))) == 2
+
+
+def test_an_unknown_variant_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["ablate", "beacon", "--variants", "no_smell", "--out", str(tmp_path)]) == 2
+    assert "no_smell" in capsys.readouterr().err
