@@ -42,8 +42,8 @@ OPTION = "option"
 AGE = "age"
 DECISION = "decision"
 WEIGHTS = "weights"
-GOAL = "goal"  # the manager's briefing, set at decisions and held for the option (state carried between steps)
-ACTIVE_GOAL = "active_goal"  # the goal in force at this step, as the workers read it
+GOAL = "goal"  # the manager's briefing of each worker, set at decisions and held for the option; under a worker: its own
+ACTIVE_GOAL = "active_goal"  # the goals in force at this step ([..., workers, size]), each worker reading its own
 TERMINATION = "termination"
 TERMINATION_LOGITS = "termination_logits"  # beta_o(s) = sigmoid(logit_o), per worker (learned termination)
 OPTION_VALUES = "option_values"  # Q(s, o) per worker (learned termination)

@@ -214,7 +214,7 @@ class GroupLearner:
         view = self.policy.encode(TensorDict({self.group: observed}, batch_size=observed.batch_size))
         goals = self.policy.goals(view)[each]
         stored = rows.get((keys.MANAGER, keys.GOAL))
-        return inputs.set(keys.manager(self.group, keys.ACTIVE_GOAL), torch.where((source >= 0).unsqueeze(-1), goals, stored))
+        return inputs.set(keys.manager(self.group, keys.ACTIVE_GOAL), torch.where((source >= 0)[..., None, None], goals, stored))
 
     def _update_workers(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
         group, settings = self.group, self.worker_settings

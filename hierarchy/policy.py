@@ -122,8 +122,8 @@ class GroupPolicy(TensorDictModuleBase):
         agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
         legal_actions: the env gives each agent's legal actions at ``(group, "action_mask")`` (discrete actions).
         turn_based: the env says which agents act at each step at ``(group, "mask")``.
-        goal: the manager's goal network over every modality's embedding; ``None``: no goals. Workers built for
-            goals read ``(group, "manager", "active_goal")``.
+        goal: the manager's goal networks (one per worker) over every modality's embedding; ``None``: no goals.
+            Workers built for goals read their own, ``(group, "workers", <worker>, "goal")``.
     """
 
     def __init__(
@@ -179,7 +179,9 @@ class GroupPolicy(TensorDictModuleBase):
         # Built only to compute the declared keys; the modules stay registered once, above.
         chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
         active_goal = keys.manager(group, keys.ACTIVE_GOAL)
-        self.in_keys = [key for key in chain.in_keys if key != active_goal]
+        # Each worker's goal is written from the goal in force at the step, not read from the env.
+        self.worker_goals = [keys.worker(group, name, keys.GOAL) for name in self.worker_names]
+        self.in_keys = [key for key in chain.in_keys if key != active_goal and key not in self.worker_goals]
         self.in_keys += [keys.action_mask(group)] if legal_actions else []
         self.out_keys = list(chain.out_keys)
         if goal is not None:
@@ -225,13 +227,14 @@ class GroupPolicy(TensorDictModuleBase):
         return self.selector.act(tensordict)
 
     def goals(self, tensordict: TensorDictBase) -> torch.Tensor:
-        """The goal each agent's decision would set from the embeddings in ``tensordict`` (after :meth:`encode`)."""
+        """The goals ``[..., workers, size]`` each agent's decision would set from the embeddings in ``tensordict``
+        (after :meth:`encode`)."""
         return self.goal(*(tensordict.get(key) for key in self.goal_inputs))
 
     def _brief(self, tensordict: TensorDictBase) -> None:
         """The goal in force: set anew where the manager decided, held from the state elsewhere."""
         state = keys.manager(self.group, keys.GOAL)
-        decision = tensordict.get(keys.manager(self.group, keys.DECISION)).unsqueeze(-1)
+        decision = tensordict.get(keys.manager(self.group, keys.DECISION))[..., None, None]
         in_force = torch.where(decision, self.goals(tensordict), tensordict.get(state))
         tensordict.set(keys.manager(self.group, keys.ACTIVE_GOAL), in_force)
         tensordict.set((keys.NEXT, *state), in_force)
@@ -239,8 +242,8 @@ class GroupPolicy(TensorDictModuleBase):
     def evaluate_workers(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Embeddings and every worker's logits and value (what the worker level learns through).
 
-        With goals, the workers read ``(group, "manager", "active_goal")`` where it is set (learning sets the goal
-        in force at each step), else the goal held in the option state.
+        With goals, each worker reads its own of ``(group, "manager", "active_goal")`` where it is set (learning sets
+        the goals in force at each step), else of the goals held in the option state.
         """
         self.encode(tensordict)
         active = keys.manager(self.group, keys.ACTIVE_GOAL)
@@ -250,6 +253,10 @@ class GroupPolicy(TensorDictModuleBase):
         return tensordict
 
     def _run_workers(self, tensordict: TensorDictBase) -> None:
+        if self.goal is not None:
+            active = tensordict.get(keys.manager(self.group, keys.ACTIVE_GOAL))
+            for index, key in enumerate(self.worker_goals):
+                tensordict.set(key, active[..., index, :])
         for worker in self.workers.values():
             worker(tensordict)
         self._mask_illegal(tensordict)

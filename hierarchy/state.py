@@ -25,8 +25,8 @@ def option_state_transforms(agents_per_group: Mapping[str, int], workers: int, g
     """The transforms that give an env the option state of every group (``{group: number of agents}``).
 
     ``weights`` (one per worker, float) is the weighted mode's mixture and the one-hot of the option in
-    select mode, so both modes carry the same state; ``goal`` (``goal_size`` floats, none when 0) is the
-    manager's briefing for the option.
+    select mode, so both modes carry the same state; ``goal`` (``goal_size`` floats per worker, none when 0) is
+    the manager's briefing of each worker for the option.
     """
     # Nested composites carry the agent dim so the primed state lines up with the group's data.
     primers = Composite(
@@ -37,7 +37,7 @@ def option_state_transforms(agents_per_group: Mapping[str, int], workers: int, g
                         {
                             **{leaf: Unbounded(shape=(agents,), dtype=torch.int64) for leaf in (keys.OPTION, keys.AGE)},
                             keys.WEIGHTS: Unbounded(shape=(agents, workers), dtype=torch.float32),
-                            **({keys.GOAL: Unbounded(shape=(agents, goal_size), dtype=torch.float32)} if goal_size else {}),
+                            **({keys.GOAL: Unbounded(shape=(agents, workers, goal_size), dtype=torch.float32)} if goal_size else {}),
                         },
                         shape=(agents,),
                     )

@@ -193,7 +193,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             inputs = tuple(keys.embedding(group, modality) for modality in modalities)
             inputs += tuple(keys.shared_embedding(group, key) for key in worker.shared)
             inputs += (keys.agent_id(group),) if identity_size else ()
-            inputs += (keys.manager(group, keys.ACTIVE_GOAL),) if goal_size else ()
+            inputs += (keys.worker(group, name, keys.GOAL),) if goal_size else ()
             size = sum(scenario.modalities[modality].embedding_dim for modality in modalities)
             size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size + goal_size
             allowed = _allowed_actions(scenario, env, name, actions.total) if isinstance(actions, DiscreteActions) else None
@@ -225,12 +225,12 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
 
 
 def _goal_network(scenario: Scenario) -> GoalNetwork | None:
-    """The manager's goal network, held fixed when the manager is frozen (the briefing is the manager's)."""
+    """The manager's goal networks (one per worker), held fixed when the manager is frozen (the briefing is the manager's)."""
     config = scenario.manager.goal
     if config is None:
         return None
     embeddings = sum(modality.embedding_dim for modality in scenario.modalities.values())
-    network = GoalNetwork(embeddings, config.size, config.hidden)
+    network = GoalNetwork(embeddings, config.size, config.hidden, len(scenario.workers))
     if scenario.algorithm.manager.frozen:
         network.requires_grad_(False)
     return network

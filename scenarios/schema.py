@@ -128,11 +128,11 @@ TerminationConfig = Annotated[IntervalTermination | LearnedTermination, Field(di
 
 
 class GoalConfig(Section):
-    """The manager's briefing: a goal for each option, computed from every modality, read by the acting worker."""
+    """The manager's briefing: for each option, a goal for each worker, computed from every modality."""
 
-    size: int = Field(16, ge=1, le=1024, description="Size of the goal vector the workers read beside their own modality.")
+    size: int = Field(16, ge=1, le=1024, description="Size of the goal vector each worker reads beside its own modality.")
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
-        (64,), description="Hidden layer sizes of the goal network (over the concatenated modality embeddings)."
+        (64,), description="Hidden layer sizes of each worker's goal network (over the concatenated modality embeddings)."
     )
 
 
@@ -153,8 +153,9 @@ class ManagerConfig(Section):
     )
     goal: GoalConfig | None = Field(
         None,
-        description="Goals: at each decision the manager also sets a goal vector from every modality, held for the "
-        "option and read by the workers (learned through the workers' losses); null: none.",
+        description="Goals: at each decision the manager also sets a goal vector for each worker from every modality, "
+        "held for the option and read by that worker (one goal network per worker, learned through its losses); "
+        "null: none.",
     )
     intra_option: bool = Field(
         False,

@@ -129,3 +129,33 @@ def test_gridworld_verdicts_use_the_median_over_seeds_and_count_misses_as_beyond
     assert slow["median_episodes_to_success"] is None and not slow["goal_met"]
     doorkey = [{**run(seed, None, value), "task": "doorkey"} for seed, value in enumerate((0.96, 0.59, 0.97))]
     assert summarise("doorkey", doorkey)["median_greedy_return"] == 0.96 and summarise("doorkey", doorkey)["goal_met"]
+
+
+def test_commit_speed_exports_a_commit_whose_packages_import_from_its_own_tree(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from commit_speed import export
+
+    path = export("HEAD", tmp_path)
+    probe = "import himo.hierarchy.policy as module; print(module.__file__)"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path,
+                               env=dict(os.environ, PYTHONPATH=str(path)))
+    assert completed.stdout.strip() == str(path / "himo" / "hierarchy" / "policy.py")
+
+
+def test_beacon_diagnosis_splits_the_episodes_by_how_they_ended_and_measures_each_workers_goal(tmp_path: Path) -> None:
+    from beacon_diagnosis import endings, mission_separation
+
+    from himo.scenarios.run import train
+
+    overrides = ["env.num_envs=4", "env.kwargs.max_steps=8", "train.frames=256", "train.frames_per_batch=256",
+                 "algorithm.workers.epochs=1", "algorithm.manager.epochs=1", "manager.goal={size: 4}", f"log.dir={tmp_path}"]
+    folder = train(load("beacon", overrides), progress=False).folder
+    shares = endings(folder, episodes=8)
+    assert set(shares) == {"success", "wrong beacon", "lava", "step limit"}
+    # Every episode ends one way (two agents may end it two ways at once: at most one per agent).
+    assert 1.0 <= sum(shares.values()) <= 2.0 and all(0.0 <= share <= 1.0 for share in shares.values())
+    separation = mission_separation(folder)
+    assert separation is not None and set(separation) == {"image", "text", "audio"}
+    assert all(value >= 0.0 for value in separation.values())

@@ -50,6 +50,31 @@ def test_the_workers_action_distributions_depend_on_the_goal() -> None:
         assert not torch.allclose(logits[-1.0][name], logits[1.0][name]), name
 
 
+def test_each_worker_reads_its_own_goal_and_its_goal_network_learns_only_from_its_losses() -> None:
+    _, policy, batch = collected([])
+    group = policy.groups[GROUP]
+    names = group.worker_names
+    inputs = batch.select(GROUP).clone()
+    goals = torch.zeros_like(inputs.get(keys.manager(GROUP, keys.GOAL)))
+    goals[..., names.index("audio"), :] = 1.0  # only the audio worker's goal differs from zero
+    reference = batch.select(GROUP).clone().set(keys.manager(GROUP, keys.ACTIVE_GOAL), torch.zeros_like(goals))
+    with torch.no_grad():
+        group.evaluate_workers(inputs.set(keys.manager(GROUP, keys.ACTIVE_GOAL), goals))
+        group.evaluate_workers(reference)
+    for name in names:
+        same = torch.equal(inputs.get(keys.worker(GROUP, name, keys.LOGITS)), reference.get(keys.worker(GROUP, name, keys.LOGITS)))
+        assert same == (name != "audio"), name
+
+    # The audio worker's value, from goals computed with gradient: only the audio worker's goal network gets one.
+    encoded = group.encode(batch.select(GROUP).clone())
+    encoded.set(keys.manager(GROUP, keys.ACTIVE_GOAL), group.goals(encoded))
+    group.evaluate_workers(encoded)
+    encoded.get(keys.worker(GROUP, "audio", keys.STATE_VALUE)).sum().backward()
+    for name, network in zip(names, group.goal.networks):
+        reached = any(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in network.parameters())
+        assert reached == (name == "audio"), name
+
+
 @pytest.mark.parametrize("manager_frozen", [False, True])
 def test_the_goal_network_learns_through_the_workers_losses_unless_the_manager_is_frozen(manager_frozen: bool) -> None:
     scenario, policy, batch = collected([f"algorithm.manager.frozen={str(manager_frozen).lower()}"])
