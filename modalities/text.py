@@ -3,8 +3,11 @@
 The model is either built from a small ``BertConfig`` over the env's own word vocabulary, or
 loaded from a local directory (``pretrained``) with its own tokenizer: the env's ids are then
 decoded to text and re-tokenized. Every forward encodes each distinct token sequence of its batch
-once (a batch of one repeated instruction costs one sequence, with the same values and gradients);
-a frozen encoder also caches one embedding per distinct sequence across calls.
+once (a batch of one repeated instruction costs one sequence, with the same values and gradients).
+Across calls, one pooled embedding per distinct sequence is cached while the model's weights stay
+as they are: a frozen model always reads it; a trained one reads it wherever no gradient is needed
+(acting, evaluation, value targets), so an instruction seen before costs a lookup until the next
+optimiser step changes the weights.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class TextEncoder(nn.Module):
         self.model_tokenizer = model_tokenizer
         self.max_length = max_length
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._cached_weights: tuple[int, ...] | None = None
         self._hits = 0
         self._misses = 0
         if frozen:
@@ -103,7 +107,8 @@ class TextEncoder(nn.Module):
         """``[..., length]`` ids and mask to ``[..., embedding_dim]``."""
         ids, leading = flatten_leading(input_ids, event_dims=1)
         mask, _ = flatten_leading(attention_mask.bool(), event_dims=1)
-        pooled = self._cached_encode(ids, mask) if self.cache else self._distinct_encode(ids, mask)
+        cached = self.cache and (self.frozen or not torch.is_grad_enabled())
+        pooled = self._cached_encode(ids, mask) if cached else self._distinct_encode(ids, mask)
         return unflatten_leading(self.head(pooled), leading)
 
     def _distinct_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -137,7 +142,16 @@ class TextEncoder(nn.Module):
         hidden = self.model(**encoded).last_hidden_state
         return masked_mean(hidden, encoded["attention_mask"].bool())
 
+    def _weights_version(self) -> tuple[int, ...]:
+        # Every in-place change of a tensor (an optimiser step, a load) bumps its version counter: cached
+        # embeddings hold exactly as long as these are unchanged.
+        return tuple(parameter._version for parameter in self.model.parameters())
+
     def _cached_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        weights = self._weights_version()
+        if weights != self._cached_weights:
+            self._cache.clear()
+            self._cached_weights = weights
         sequences, inverse = distinct_sequences(input_ids, attention_mask)
         names = [row.numpy().tobytes() for row in sequences.cpu()]
         if not names:
@@ -231,7 +245,9 @@ class TransformerEncoderConfig(EncoderConfig):
     )
     max_length: int = Field(128, ge=1, le=4096, description="Longest sequence after re-tokenizing (pretrained).")
     cache: bool | None = Field(
-        None, description="Cache one embedding per distinct token sequence; null: on when frozen. Needs frozen."
+        None,
+        description="Cache one embedding per distinct token sequence while the weights are unchanged (a trained "
+        "encoder: where no gradient is needed, e.g. acting); null: on.",
     )
     cache_size: int = Field(100_000, ge=1, le=10_000_000, description="Most sequences kept (least recent dropped).")
     train_head: bool = Field(False, description="With frozen: still train the linear head to embedding_dim.")
@@ -241,8 +257,6 @@ class TransformerEncoderConfig(EncoderConfig):
         check_heads_divide_hidden(self.hidden, self.heads)
         if self.pretrained is not None and {"hidden", "layers", "heads"} & self.model_fields_set:
             raise ValueError("hidden/layers/heads describe a model built from a config; remove them with pretrained")
-        if self.cache and not self.frozen:
-            raise ValueError("cache: true needs frozen: true (a trained encoder's embeddings change)")
         if self.train_head and not self.frozen:
             raise ValueError("train_head only applies with frozen: true (otherwise everything trains)")
         return self
@@ -280,7 +294,7 @@ class TransformerEncoderConfig(EncoderConfig):
             self.embedding_dim,
             frozen=self.frozen,
             train_head=self.train_head,
-            cache=self.frozen if self.cache is None else self.cache,
+            cache=True if self.cache is None else self.cache,
             cache_size=self.cache_size,
             env_tokenizer=context.tokenizer,
             model_tokenizer=model_tokenizer,

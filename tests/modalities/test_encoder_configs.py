@@ -30,7 +30,6 @@ def test_embedding_dim_must_be_positive(name):
         ("vit", {"patch_size": 0}, "patch_size"),
         ("vit", {"hidden": 30, "heads": 4}, "multiple of heads"),
         ("transformer", {"layers": 100}, "layers"),
-        ("transformer", {"cache": True}, "needs frozen"),
         ("transformer", {"train_head": True}, "only applies with frozen"),
         ("transformer", {"pretrained": "/models/minilm", "hidden": 32}, "remove them with pretrained"),
         ("spectrogram", {"n_fft": 2}, "n_fft"),

@@ -161,3 +161,30 @@ def test_trained_encoder_encodes_each_distinct_sequence_once_with_the_same_value
     torch.testing.assert_close(shared, per_row.detach(), rtol=1e-5, atol=1e-6)
     for name, parameter in encoder.named_parameters():
         torch.testing.assert_close(parameter.grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_trained_encoder_reads_its_cache_without_gradient_until_its_weights_change(make_context, tokenizer):
+    context = make_context("text")
+    module = TransformerEncoderConfig(key="obs", hidden=16, layers=1, heads=2, embedding_dim=8).build(context)
+    encoder = module.module
+    assert encoder.cache and not encoder.frozen  # on by default
+    observation = text_batch(tokenizer, [MISSIONS[0], MISSIONS[1], MISSIONS[0]])
+    with torch.no_grad():
+        first = encode(module, context, observation)
+        again = encode(module, context, observation)
+    assert encoder.cache_info() == (2, 2, 2)  # two distinct missions: encoded once, then read
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+
+    # With gradient (learning), the cache is not read and the gradient reaches the model.
+    encode(module, context, observation).sum().backward()
+    assert encoder.cache_info() == (2, 2, 2)
+    assert any(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in encoder.model.parameters())
+
+    # An optimiser step changes the weights: the next embeddings are the new model's, not the cached ones.
+    torch.optim.SGD(encoder.parameters(), lr=1.0).step()
+    with torch.no_grad():
+        after = encode(module, context, observation)
+        fresh = encoder.head(encoder.encode(observation[keys.INPUT_IDS], observation[keys.ATTENTION_MASK]))
+    assert encoder.cache_info().misses == 4
+    assert not torch.allclose(after, first)
+    torch.testing.assert_close(after, fresh, rtol=1e-5, atol=1e-6)
