@@ -19,8 +19,8 @@ Runs go one after another, or in ``jobs`` processes at once.
 
 An ablation may take longer than one sitting: each run's result is saved as it ends
 (``runs/<variant>/seed-<seed>.json``, with the resolved scenario it trained), and a later ``himo ablate`` into
-the same folder reads a finished run instead of training it again when its resolved scenario and episodes are
-the same. ``variants`` trains a subset (e.g. the flat baseline first); the last call, with every variant, then
+the same folder reads a finished run instead of training it again when its resolved scenario (but for
+``log.dir``: a folder may be moved) and episodes are the same. ``variants`` trains a subset (e.g. the flat baseline first); the last call, with every variant, then
 writes the whole table.
 """
 
@@ -109,6 +109,13 @@ class RunSpec:
         return {"scenario": self.load().model_dump(mode="json"), "episodes": self.episodes}
 
 
+def comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without where the run was written (``log.dir``): a result moved with its folder still counts."""
+    scenario = dict(settings.get("scenario", {}))
+    scenario["log"] = {key: value for key, value in dict(scenario.get("log", {})).items() if key != "dir"}
+    return {**settings, "scenario": scenario}
+
+
 def run_variant(spec: RunSpec) -> dict[str, Any]:
     """Train one variant with one seed, then evaluate its greedy policy; its figures and training curve (also saved
     to ``spec.result_file`` with the run's settings)."""
@@ -140,7 +147,9 @@ def finished_result(spec: RunSpec) -> dict[str, Any] | None:
         saved = json.loads(spec.result_file.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(saved, dict) or saved.get("settings") != spec.settings():
+    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
+        return None
+    if comparable(saved["settings"]) != comparable(spec.settings()):
         return None
     return {**saved["result"], "reused": True}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,12 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
     summary = json.loads((tmp_path / "ablation.json").read_text())
     assert list(summary["variants"]) == ["hierarchical", "flat"]
     assert summary["variants"]["flat"]["greedy_return"] == [first["greedy_return"]]
+
+    # A folder moved elsewhere keeps its finished runs.
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.copytree(tmp_path, moved)
+    assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
+    assert "finished earlier" in capsys.readouterr().out
 
     # Other settings (here more evaluation episodes) make the saved result stand for another run: trained again.
     assert main([*common[:7], "3", *common[8:], "--variants", "flat"]) == 0
