@@ -2,7 +2,8 @@
 
 For a run folder of a ``himo/beacon`` scenario, plays the greedy policy of its newest checkpoint on
 ``--episodes`` fresh episodes (one per env, each env's first episode) and splits them by how they ended:
-success (every agent on its beacon), a wrong beacon, lava, or the step limit. With goals, it also
+success (every agent on its beacon), a wrong beacon, lava, or the step limit; for the episodes that ran to the
+step limit, it counts the agents that arrived or not by the worker each acted with most. With goals, it also
 measures how much the goals tell the missions apart: the variance of the per-mission mean goal over the
 mean within-mission variance, on the steps of a sampled rollout (0: the goal ignores the mission).
 
@@ -29,8 +30,9 @@ SEED = 12345
 GROUP = "agents"
 
 
-def endings(folder: Path, episodes: int) -> dict[str, float]:
-    """Shares of the greedy policy's episodes by how they ended."""
+def endings(folder: Path, episodes: int) -> tuple[dict[str, float], dict[str, int]]:
+    """Shares of the greedy policy's episodes by how they ended; and, over the agents of the episodes that ran to
+    the step limit, how many arrived or not, by the worker each acted with most (``"<worker> arrived"``, ...)."""
     scenario = load(folder / "scenario.yaml")
     seed_everything(SEED)
     env = build_env(scenario, num_envs=episodes, seed=SEED)
@@ -40,23 +42,40 @@ def endings(folder: Path, episodes: int) -> dict[str, float]:
         env, policy, frames_per_batch=episodes * 64, total_frames=-1,
         exploration_type=ExplorationType.DETERMINISTIC, auto_register_policy_transforms=False,
     )
+    workers, max_steps = list(scenario.workers), scenario.env.kwargs["max_steps"]
     finished, ends = torch.zeros(episodes, dtype=torch.bool), []
+    at_limit = torch.zeros(episodes, dtype=torch.bool)
+    steps_with = torch.zeros(episodes, env.config.agents, len(workers))  # each agent's steps with each worker
+    arrived = torch.zeros(episodes, env.config.agents, dtype=torch.bool)
     for batch in collector:
         done = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)
-        first = ((done.cumsum(1) - done.long()) == 0) & ~finished[:, None]
+        first = ((done.cumsum(1) - done.long()) == 0) & ~finished[:, None]  # each env's first episode
         ends.append(batch.get(keys.NEXT)[done & first])
+        at_limit |= (done & first & (batch.get((keys.NEXT, keys.STEP_COUNT)).squeeze(-1) >= max_steps)).any(1)
+        option = batch.get((keys.NEXT, GROUP, keys.MANAGER, keys.OPTION))
+        steps_with += (torch.nn.functional.one_hot(option, len(workers)) * first[..., None, None]).sum(1)
+        reached = batch.get((keys.NEXT, GROUP, "reward_components", "instruction")).squeeze(-1) > 0
+        arrived |= (reached & first[..., None]).any(1)
         finished |= done.any(1)
         if finished.all():
             break
     collector.shutdown()
     last = torch.cat(ends)
     components = last.get((GROUP, "reward_components"))
-    return {
+    shares = {
         "success": last.get(keys.SUCCESS).float().mean().item(),
         "wrong beacon": (components.get("instruction") <= -1).squeeze(-1).any(-1).float().mean().item(),
         "lava": (components.get("explore") <= -1).squeeze(-1).any(-1).float().mean().item(),
-        "step limit": (last.get(keys.STEP_COUNT).squeeze(-1) >= scenario.env.kwargs["max_steps"]).float().mean().item(),
+        "step limit": (last.get(keys.STEP_COUNT).squeeze(-1) >= max_steps).float().mean().item(),
     }
+    main_worker = steps_with.argmax(-1)[at_limit]
+    reached = arrived[at_limit]
+    left_behind = {
+        f"{name} {outcome}": int(((main_worker == index) & (reached == (outcome == "arrived"))).sum())
+        for index, name in enumerate(workers)
+        for outcome in ("arrived", "not arrived")
+    }
+    return shares, left_behind
 
 
 def mission_separation(folder: Path) -> dict[str, float] | None:
@@ -90,8 +109,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     arguments = parser.parse_args()
     torch.set_num_threads(1)
-    shares = endings(arguments.run, arguments.episodes)
+    shares, left_behind = endings(arguments.run, arguments.episodes)
     print(", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
+    print("agents of the episodes at the step limit, by the worker they acted with most: "
+          + ", ".join(f"{name} {count}" for name, count in left_behind.items()))
     separation = mission_separation(arguments.run)
     if separation is not None:
         print("goals' mission separation: " + ", ".join(f"{name} {value:.2f}" for name, value in separation.items()))

@@ -152,8 +152,11 @@ def test_beacon_diagnosis_splits_the_episodes_by_how_they_ended_and_measures_eac
     overrides = ["env.num_envs=4", "env.kwargs.max_steps=8", "train.frames=256", "train.frames_per_batch=256",
                  "algorithm.workers.epochs=1", "algorithm.manager.epochs=1", "manager.goal={size: 4}", f"log.dir={tmp_path}"]
     folder = train(load("beacon", overrides), progress=False).folder
-    shares = endings(folder, episodes=8)
+    shares, left_behind = endings(folder, episodes=8)
     assert set(shares) == {"success", "wrong beacon", "lava", "step limit"}
+    assert set(left_behind) == {f"{worker} {outcome}" for worker in ("image", "text", "audio") for outcome in ("arrived", "not arrived")}
+    # Two agents per episode at the step limit (8 steps here).
+    assert sum(left_behind.values()) == 2 * round(shares["step limit"] * 8)
     # Every episode ends one way (two agents may end it two ways at once: at most one per agent).
     assert 1.0 <= sum(shares.values()) <= 2.0 and all(0.0 <= share <= 1.0 for share in shares.values())
     separation = mission_separation(folder)
