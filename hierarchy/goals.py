@@ -48,7 +48,6 @@ class GoalNetwork(nn.Module):
     def __init__(self, in_features: int, size: int, hidden_sizes: Sequence[int], workers: int) -> None:
         super().__init__()
         self.size = size
-        self.workers = workers
         self.networks = nn.ModuleList(
             MLP(in_features=in_features, out_features=size, num_cells=list(hidden_sizes), activation_class=nn.Tanh)
             for _ in range(workers)
