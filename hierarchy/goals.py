@@ -20,6 +20,13 @@ the batch began is read as stored. It is chosen over the alternatives (a goal sa
 manager's action, or discrete goal codes) because it is the one whose credit is not left to the manager's
 sparse semi-MDP reward: the worker's own gradient says what it needs to know. The ``G_w`` are optimised with the
 worker level and held fixed when the manager is frozen (the briefing is the manager's) or the workers are.
+
+How often: by default a goal is set at the decision and held for the option, as the option itself is. With
+``refresh: step`` the goals are recomputed from each step's observations while the chosen worker still acts for
+the whole option (the manager then briefs continuously, as a feudal manager emits a goal at every step): what
+the acting worker cannot sense (lava ahead for the audio worker, a beacon out of view for the image worker)
+stays current, where a held goal describes the decision's step. In learning, each step's goal is then
+recomputed from its own observation.
 """
 
 from __future__ import annotations
@@ -43,11 +50,16 @@ class GoalNetwork(nn.Module):
         size: the size of each worker's goal.
         hidden_sizes: hidden layers of each MLP.
         workers: how many workers it briefs.
+        every_step: the goals are recomputed from the observations at every step (the worker chosen still acts for
+            the whole option); False: set at each decision and held for the option.
     """
 
-    def __init__(self, in_features: int, size: int, hidden_sizes: Sequence[int], workers: int) -> None:
+    def __init__(
+        self, in_features: int, size: int, hidden_sizes: Sequence[int], workers: int, every_step: bool = False
+    ) -> None:
         super().__init__()
         self.size = size
+        self.every_step = every_step
         self.networks = nn.ModuleList(
             MLP(in_features=in_features, out_features=size, num_cells=list(hidden_sizes), activation_class=nn.Tanh)
             for _ in range(workers)

@@ -224,7 +224,11 @@ class GroupLearner:
         samples = data.select(*self.policy.observed_keys, keys.ACTION)
         if self.policy.goal is not None:  # the goal in force at each step, and the row of the decision that set it
             samples.set((keys.MANAGER, keys.GOAL), after.get((keys.MANAGER, keys.GOAL)))
-            step = decision_steps(data.get((keys.MANAGER, keys.DECISION)))
+            decision = data.get((keys.MANAGER, keys.DECISION))
+            if self.policy.goal.every_step:  # each step's goal comes from its own observation
+                step = torch.arange(data.shape[1]).view(1, -1, 1).expand_as(decision)
+            else:
+                step = decision_steps(decision)
             first_row = torch.arange(envs).view(-1, 1, 1) * data.shape[1]
             samples.set(GOAL_ROW, torch.where(step >= 0, first_row + step, step))
         weights = after.get((keys.MANAGER, keys.WEIGHTS))

@@ -232,10 +232,14 @@ class GroupPolicy(TensorDictModuleBase):
         return self.goal(*(tensordict.get(key) for key in self.goal_inputs))
 
     def _brief(self, tensordict: TensorDictBase) -> None:
-        """The goal in force: set anew where the manager decided, held from the state elsewhere."""
+        """The goal in force: set anew where the manager decided (at every step with ``every_step`` goals), held from
+        the state elsewhere."""
         state = keys.manager(self.group, keys.GOAL)
-        decision = tensordict.get(keys.manager(self.group, keys.DECISION))[..., None, None]
-        in_force = torch.where(decision, self.goals(tensordict), tensordict.get(state))
+        if self.goal.every_step:
+            in_force = self.goals(tensordict)
+        else:
+            decision = tensordict.get(keys.manager(self.group, keys.DECISION))[..., None, None]
+            in_force = torch.where(decision, self.goals(tensordict), tensordict.get(state))
         tensordict.set(keys.manager(self.group, keys.ACTIVE_GOAL), in_force)
         tensordict.set((keys.NEXT, *state), in_force)
 

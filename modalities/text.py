@@ -88,7 +88,7 @@ class TextEncoder(nn.Module):
         self.model_tokenizer = model_tokenizer
         self.max_length = max_length
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self._cached_weights: tuple[int, ...] | None = None
+        self._cached_weights: tuple[float | int, ...] | None = None
         self._hits = 0
         self._misses = 0
         if frozen:
@@ -142,10 +142,18 @@ class TextEncoder(nn.Module):
         hidden = self.model(**encoded).last_hidden_state
         return masked_mean(hidden, encoded["attention_mask"].bool())
 
-    def _weights_version(self) -> tuple[int, ...]:
-        # Every in-place change of a tensor (an optimiser step, a load) bumps its version counter: cached
-        # embeddings hold exactly as long as these are unchanged.
-        return tuple(parameter._version for parameter in self.model.parameters())
+    def _weights_version(self) -> tuple[float | int, ...]:
+        # Every in-place change of a tensor in this process (an optimiser step, a load) bumps its version
+        # counter. Writes that bypass it also reach a trained model: a policy copy in an actor process receives
+        # the learner's weights in shared memory or through `.data`. So a trained model is also fingerprinted
+        # by its values (one sum per tensor, cheap for the small models one trains here); a frozen one changes
+        # only by a load.
+        versions = tuple(parameter._version for parameter in self.model.parameters())
+        if self.frozen:
+            return versions
+        with torch.no_grad():
+            sums = torch.stack([parameter.double().sum() for parameter in self.model.parameters()]).tolist()
+        return versions + tuple(sums)
 
     def _cached_encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         weights = self._weights_version()

@@ -230,7 +230,7 @@ def _goal_network(scenario: Scenario) -> GoalNetwork | None:
     if config is None:
         return None
     embeddings = sum(modality.embedding_dim for modality in scenario.modalities.values())
-    network = GoalNetwork(embeddings, config.size, config.hidden, len(scenario.workers))
+    network = GoalNetwork(embeddings, config.size, config.hidden, len(scenario.workers), config.refresh == "step")
     if scenario.algorithm.manager.frozen:
         network.requires_grad_(False)
     return network

@@ -1,4 +1,4 @@
-"""The ``himo`` command line: list, validate, show, reference, rollout, train, eval, resume, ablate."""
+"""The ``himo`` command line: list, validate, show, reference, rollout, train, eval, resume, ablate, tune."""
 
 from __future__ import annotations
 
@@ -109,6 +109,34 @@ def _ablate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(arguments: argparse.Namespace) -> int:
+    try:
+        from himo.scenarios.tune import tune
+    except ModuleNotFoundError as error:
+        raise RunError(f"himo tune needs the 'tune' extra ({error.name} is missing): pip install -e '.[tune]'") from None
+
+    output = arguments.out or Path("runs") / f"tune-{Path(arguments.scenario).stem}"
+    summary = tune(
+        arguments.scenario,
+        trials=arguments.trials,
+        output=output,
+        overrides=arguments.set,
+        storage=arguments.storage,
+        study_name=arguments.study_name,
+        jobs=arguments.jobs,
+        backend=arguments.backend,
+    )
+    print(f"\n{summary.table()}")
+    if summary.best is None:
+        print("no trial has finished yet: no best.yaml")
+    else:
+        print(f"best: trial {summary.best.number}, {summary.best.value:+.4f}")
+    if summary.importances is None:
+        print("parameter importance: needs at least two finished trials with different values")
+    print(f"study {summary.study_name!r} in {summary.storage}\nwritten: {', '.join(map(str, summary.written))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``himo`` command."""
     from himo.scenarios.reference import text_reference
@@ -185,6 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ablation.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     ablation.set_defaults(handler=_ablate)
+
+    tuning = commands.add_parser("tune", help="search the scenario's tune: space with Optuna; writes best.yaml")
+    tuning.add_argument("scenario", metavar="SCENARIO")
+    tuning.add_argument("--trials", type=_positive, required=True, help="trials to add to the study")
+    tuning.add_argument(
+        "--out", type=Path, default=None,
+        help="output folder: one run folder per trial, best.yaml, trials.md, importance.png "
+        "(default runs/tune-<scenario>; the same folder resumes its study)",
+    )
+    tuning.add_argument(
+        "--storage", default=None, metavar="URL",
+        help="the study's storage, e.g. sqlite:///study.db (default: study.db in the output folder)",
+    )
+    tuning.add_argument("--study-name", default=None, metavar="NAME", help="the study's name (default: the scenario's)")
+    tuning.add_argument("--jobs", type=_positive, default=1, help="trials at once (default 1)")
+    tuning.add_argument(
+        "--backend", choices=["local", "ray"], default="local",
+        help="local: each job a process on this machine; ray: each job a Ray task (on train.ray_address's runtime)",
+    )
+    tuning.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    tuning.set_defaults(handler=_tune)
     return parser
 
 

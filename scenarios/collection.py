@@ -1,4 +1,5 @@
-"""How a run collects: one synchronous TorchRL ``Collector``, or asynchronous actor processes (IMPALA).
+"""How a run collects: one synchronous TorchRL ``Collector``, or asynchronous actor processes (IMPALA); or, with
+``train.backend: ray``, Ray actors (``himo.scenarios.ray_collection``).
 
 On-policy algorithms (PPO, A2C, TRPO) learn from batches collected with the current policy: one
 ``Collector`` in the training process steps the env with the policy the learner updates. IMPALA's
@@ -43,6 +44,10 @@ def make_collector(
     Both are endless (the run stops itself), so a resumed run's collector counts on from its frames.
     """
     batch_frames = scenario.train.frames_per_batch
+    if scenario.train.backend == "ray":
+        from himo.scenarios.ray_collection import ray_collector
+
+        return ray_collector(scenario, policy, frames, asynchronous=is_asynchronous(scenario))
     if not is_asynchronous(scenario):
         # One device for env, policy and storage: otherwise the collector strips the device from the
         # TensorDict it carries and casts it back to the env's device at every step.

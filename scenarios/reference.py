@@ -75,17 +75,21 @@ def _default(field: FieldInfo) -> str:
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The section type of a section field, or of an optional one (``section or null``)."""
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        annotation = members[0] if len(members) == 1 else None
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def _mapped_model(annotation: Any) -> type[BaseModel] | None:
-    """The section type of a ``name -> section`` mapping (encoder unions are documented apart)."""
+def _mapped_value(annotation: Any) -> Any:
+    """The value type of a ``name -> value`` mapping, else None."""
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     if typing.get_origin(annotation) in (Mapping, dict, typing.Mapping):
-        return _model_of(typing.get_args(annotation)[1])
+        return typing.get_args(annotation)[1]
     return None
 
 
@@ -99,8 +103,9 @@ def _section_union(annotation: Any) -> list[type[BaseModel]]:
     return members if all(isinstance(member, type) and issubclass(member, BaseModel) for member in members) else []
 
 
-def _union_rows(members: list[type[BaseModel]], field: FieldInfo, prefix: str) -> Iterator[FieldRow]:
-    """The tag field once (its values and each one's description), then every member's own fields."""
+def _union_rows(members: list[type[BaseModel]], default_section: BaseModel | None, prefix: str) -> Iterator[FieldRow]:
+    """The tag field once (its values, its value in ``default_section`` and each value's description), then every
+    member's own fields."""
     # The tag is the field that each member fixes to one literal value (its discriminator).
     tag = next(
         name
@@ -111,7 +116,7 @@ def _union_rows(members: list[type[BaseModel]], field: FieldInfo, prefix: str) -
         )
     )
     values = [value for member in members for value in typing.get_args(member.model_fields[tag].annotation)]
-    default = getattr(field.default_factory(), tag) if field.default_factory is not None else None
+    default = getattr(default_section, tag) if default_section is not None else None
     description = " ".join(member.model_fields[tag].description for member in members if member.model_fields[tag].description)
     yield FieldRow(f"{prefix}{tag}", " \\| ".join(values), json.dumps(default) if default else "required", description)
     # A field several members share is listed once; where their defaults differ, each member's is named.
@@ -135,15 +140,18 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
         members = _section_union(field.annotation)
         if members:
             yield FieldRow(path, "section", _default(field), field.description or "")
-            yield from _union_rows(members, field, prefix=f"{path}.")
+            default = field.default_factory() if field.default_factory is not None else None
+            yield from _union_rows(members, default, prefix=f"{path}.")
             continue
         yield FieldRow(path, _type_name(field.annotation), _default(field), field.description or "")
         nested = _model_of(field.annotation)
         if nested is not None:
             yield from field_rows(nested, prefix=f"{path}.")
-        mapped = _mapped_model(field.annotation)
-        if mapped is not None:
-            yield from field_rows(mapped, prefix=f"{path}.<name>.")
+        mapped = _mapped_value(field.annotation)
+        if _model_of(mapped) is not None:
+            yield from field_rows(_model_of(mapped), prefix=f"{path}.<name>.")
+        elif _section_union(mapped) and not any(issubclass(_section_union(mapped)[0], base) for base in SECTION_UNIONS):
+            yield from _union_rows(_section_union(mapped), None, prefix=f"{path}.<name>.")
 
 
 def encoder_rows() -> Iterator[tuple[str, list[FieldRow]]]:

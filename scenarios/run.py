@@ -11,7 +11,7 @@ random generators, collector, carried TensorDict and env state), so a resumed ru
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,10 @@ from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, FoundCheckpoint, r
 from himo.scenarios.schema import Scenario
 
 SCENARIO_FILE = "scenario.yaml"
+
+Observer = Callable[[int, Mapping[str, float]], None]
+"""Called after each logged batch with the run's frames and that batch's metrics (TensorBoard tag -> value); what it
+raises stops the run (after the batch's checkpoint, if one was due), as ``himo tune``'s pruning does."""
 
 
 @dataclass
@@ -80,9 +84,12 @@ def new_run_folder(scenario: Scenario) -> Path:
 class Trainer:
     """Everything a run holds: env, policy, learners, collector, writer and counters."""
 
-    def __init__(self, scenario: Scenario, folder: Path, resumed: FoundCheckpoint | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, folder: Path, resumed: FoundCheckpoint | None = None, observer: Observer | None = None
+    ) -> None:
         self.scenario = scenario
         self.folder = folder
+        self.observer = observer
         checkpoint = resumed.state if resumed else None
         self.frames = int(checkpoint["frames"]) if checkpoint else 0
         seed_everything(scenario.train.seed)
@@ -223,6 +230,8 @@ class Trainer:
             bar.update(batch_frames)
             recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
             bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
+            if self.observer is not None:
+                self.observer(self.frames, metrics)
 
         try:
             with InterruptGuard():
@@ -255,6 +264,11 @@ class Trainer:
             self._checkpoint = None
             if self.resumed_exactly:
                 note = "the envs continue their episodes where the checkpoint left them"
+            elif self.scenario.train.backend == "ray":
+                note = (
+                    "the envs run in Ray actors, whose state is not in the checkpoint, so they start fresh episodes; "
+                    "policy, optimisers, schedules and random generators are restored"
+                )
             elif is_asynchronous(self.scenario) or uses_actor_learners(self.scenario):
                 note = (
                     "the envs run in actor processes, whose state is not in the checkpoint, so they start fresh "
@@ -289,6 +303,8 @@ class Trainer:
         bar.update(batch.numel())
         recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
         bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
+        if self.observer is not None:
+            self.observer(self.frames, metrics)
 
     def _interruption(self, saved: bool) -> RunInterrupted:
         """What to tell the user when Ctrl-C stopped the run (``saved``: at the current frames)."""
@@ -315,12 +331,15 @@ class Trainer:
             self.episodes.append((self.frames, ended, None if rate is None else round(rate * ended)))
 
 
-def train(scenario: Scenario, folder: Path | None = None, progress: bool = True) -> TrainResult:
-    """Train ``scenario`` in a new run folder (or ``folder``); writes the resolved scenario there first."""
+def train(
+    scenario: Scenario, folder: Path | None = None, progress: bool = True, observer: Observer | None = None
+) -> TrainResult:
+    """Train ``scenario`` in a new run folder (or ``folder``); writes the resolved scenario there first.
+    ``observer`` sees each batch's metrics (see :data:`Observer`)."""
     folder = folder or new_run_folder(scenario)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SCENARIO_FILE).write_text(to_yaml(scenario))
-    trainer = Trainer(scenario, folder)
+    trainer = Trainer(scenario, folder, observer=observer)
     trainer.writer.add_text(tags.SCENARIO, f"```yaml\n{to_yaml(scenario)}```", 0)
     return trainer.run(progress)
 

@@ -8,33 +8,20 @@ is frozen: models reject attribute assignment, mappings are read-only and lists 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, WrapSerializer, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from himo.agents.declaration import Targets
+from himo.agents.declaration import Collection, Targets
 from himo.agents.registry import ALGORITHMS, collections_of
 from himo.envs.registry import split_env_id
 from himo.envs.rewards import REWARD_FUNCTIONS, REWARD_LIMIT
 from himo.scenarios.algorithms import AlgorithmConfig
 from himo.scenarios.errors import FieldProblem, with_suggestion
-from himo.scenarios.schema_base import Section
+from himo.scenarios.schema_base import FrozenMapping, Section
+from himo.scenarios.tune_space import TuneConfig
 from himo.modalities.fusion import FUSIONS
 from himo.modalities.registry import ENCODERS
-
-
-def _read_only(value: Mapping) -> Mapping:
-    return MappingProxyType(dict(value))
-
-
-def FrozenMapping(value_type: Any) -> Any:  # noqa: N802 - reads as a type in annotations
-    """A ``str``-keyed mapping that is read-only after validation and dumps as a plain dict."""
-    return Annotated[
-        Mapping[str, value_type],
-        AfterValidator(_read_only),
-        WrapSerializer(lambda value, handler: handler(dict(value))),
-    ]
 
 
 EncoderConfigUnion = Annotated[Union[tuple(ENCODERS.values())], Field(discriminator="encoder")]
@@ -134,6 +121,11 @@ class GoalConfig(Section):
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         (64,), description="Hidden layer sizes of each worker's goal network (over the concatenated modality embeddings)."
     )
+    refresh: Literal["option", "step"] = Field(
+        "option",
+        description="option: the goals are set at each decision and held for the option; step: recomputed from every "
+        "step's observations, while the chosen worker still acts for the whole option.",
+    )
 
 
 class ManagerConfig(Section):
@@ -223,6 +215,31 @@ class TrainConfig(Section):
         description="impala: actor processes collecting asynchronously; a3c: actor-learner processes; each with "
         "env.num_envs envs of its own (the other algorithms collect in the training process).",
     )
+    backend: Literal["local", "ray"] = Field(
+        "local",
+        description="Where the envs are stepped. local: in this process (impala: in train.actors processes); ray: in "
+        "train.collectors Ray actors, each with env.num_envs envs and a copy of the policy refreshed after every "
+        "update (impala: each actor's batches arrive as they are ready). a3c stays local.",
+    )
+    collectors: int = Field(
+        1, ge=1, le=1024, description="Backend ray: collector actors, each taking one CPU of the Ray cluster."
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Backend ray: null starts a Ray runtime on this machine; 'auto' or host:port joins a running "
+        "cluster (started with `ray start`).",
+    )
+
+    @model_validator(mode="after")
+    def _ray_fields_need_ray(self) -> TrainConfig:
+        if self.backend == "local" and (self.collectors != 1 or self.ray_address is not None):
+            field = "collectors" if self.collectors != 1 else "ray_address"
+            raise FieldProblem((field,), f"train.{field} is for backend ray; set train.backend: ray, or drop it")
+        if self.backend == "ray" and self.actors != 1:
+            raise FieldProblem(
+                ("actors",), "with backend ray, train.collectors sets how many actors collect (set train.actors: 1)"
+            )
+        return self
 
 
 class LogConfig(Section):
@@ -260,6 +277,9 @@ class Scenario(Section):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm per level.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The training run.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging and checkpoints.")
+    tune: TuneConfig | None = Field(
+        None, description="The search space and objective of `himo tune` (ignored by the other commands); null: none."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -294,6 +314,12 @@ class Scenario(Section):
             )
         # A frozen level still runs in its algorithm's process layout (see himo.scenarios.collection).
         layouts = collections_of(*(config.name for config in levels.values()))
+        if self.train.backend == "ray" and Collection.ASYNCHRONOUS in layouts:
+            raise FieldProblem(
+                ("train", "backend"),
+                "a3c's actor-learners compute gradients next to their envs and apply them to one policy in shared "
+                "memory, which needs one machine: it runs with backend local (train.actors sets its processes)",
+            )
         if self.train.actors > 1 and not any(layout.uses_actor_processes for layout in layouts):
             raise FieldProblem(
                 ("train", "actors"),

@@ -1,8 +1,12 @@
-"""The base of every scenario section."""
+"""The base of every scenario section, and the read-only mapping type its fields use."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, WrapSerializer
 
 
 class Section(BaseModel):
@@ -13,3 +17,16 @@ class Section(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _read_only(value: Mapping) -> Mapping:
+    return MappingProxyType(dict(value))
+
+
+def FrozenMapping(value_type: Any) -> Any:  # noqa: N802 - reads as a type in annotations
+    """A ``str``-keyed mapping that is read-only after validation and dumps as a plain dict."""
+    return Annotated[
+        Mapping[str, value_type],
+        AfterValidator(_read_only),
+        WrapSerializer(lambda value, handler: handler(dict(value))),
+    ]

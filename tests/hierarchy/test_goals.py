@@ -36,6 +36,20 @@ def test_a_goal_is_set_at_decisions_held_between_them_and_reset_at_episode_start
     assert in_force[decision].abs().sum() > 0
 
 
+def test_goals_refreshed_at_every_step_follow_the_observations_while_the_option_is_held() -> None:
+    _, policy, batch = collected(["manager.goal={size: 4, refresh: step}"])
+    data = batch.get(GROUP)
+    decision = data.get((keys.MANAGER, keys.DECISION))
+    in_force = batch.get((keys.NEXT, GROUP, keys.MANAGER, keys.GOAL))
+    with torch.no_grad():
+        goals = policy.groups[GROUP].goals(policy.groups[GROUP].encode(batch.select(GROUP).clone()))
+    torch.testing.assert_close(in_force, goals, rtol=0, atol=1e-6)  # decisions or not
+    assert not torch.allclose(in_force[~decision], data.get((keys.MANAGER, keys.GOAL))[~decision])
+    option = data.get((keys.MANAGER, keys.OPTION))
+    after = batch.get((keys.NEXT, GROUP, keys.MANAGER, keys.OPTION))
+    assert torch.equal(after[~decision], option[~decision])  # the worker still acts for the whole option
+
+
 def test_the_workers_action_distributions_depend_on_the_goal() -> None:
     _, policy, batch = collected([])
     group = policy.groups[GROUP]
@@ -75,9 +89,13 @@ def test_each_worker_reads_its_own_goal_and_its_goal_network_learns_only_from_it
         assert reached == (name == "audio"), name
 
 
-@pytest.mark.parametrize("manager_frozen", [False, True])
-def test_the_goal_network_learns_through_the_workers_losses_unless_the_manager_is_frozen(manager_frozen: bool) -> None:
-    scenario, policy, batch = collected([f"algorithm.manager.frozen={str(manager_frozen).lower()}"])
+@pytest.mark.parametrize(("manager_frozen", "refresh"), [(False, "option"), (True, "option"), (False, "step")])
+def test_the_goal_network_learns_through_the_workers_losses_unless_the_manager_is_frozen(
+    manager_frozen: bool, refresh: str
+) -> None:
+    scenario, policy, batch = collected(
+        [f"algorithm.manager.frozen={str(manager_frozen).lower()}", f"manager.goal={{size: 4, refresh: {refresh}}}"]
+    )
     group = policy.groups[GROUP]
     before = {name: value.clone() for name, value in group.goal.state_dict().items()}
     encoder_before = [parameter.clone() for parameter in group.encoders.parameters()]

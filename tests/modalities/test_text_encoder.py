@@ -188,3 +188,21 @@ def test_a_trained_encoder_reads_its_cache_without_gradient_until_its_weights_ch
     assert encoder.cache_info().misses == 4
     assert not torch.allclose(after, first)
     torch.testing.assert_close(after, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_a_trained_encoder_notices_weights_written_without_its_version_counters(make_context, tokenizer):
+    # An actor process's policy copy receives the learner's weights in shared memory or through `.data`,
+    # which leaves the tensors' version counters as they were.
+    context = make_context("text")
+    module = TransformerEncoderConfig(key="obs", hidden=16, layers=1, heads=2, embedding_dim=8).build(context)
+    encoder = module.module
+    observation = text_batch(tokenizer, [MISSIONS[0], MISSIONS[1]])
+    with torch.no_grad():
+        first = encode(module, context, observation)
+        for parameter in encoder.model.parameters():
+            parameter.data.add_(0.1 * torch.randn_like(parameter))
+        after = encode(module, context, observation)
+        fresh = encoder.head(encoder.encode(observation[keys.INPUT_IDS], observation[keys.ATTENTION_MASK]))
+    assert encoder.cache_info().misses == 4
+    assert not torch.allclose(after, first)
+    torch.testing.assert_close(after, fresh, rtol=1e-5, atol=1e-6)
