@@ -35,6 +35,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.loader import load
 from himo.scenarios.schema import Scenario
@@ -109,10 +111,19 @@ class RunSpec:
         return {"scenario": self.load().model_dump(mode="json"), "episodes": self.episodes}
 
 
-def comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` without where the run was written (``log.dir``): a result moved with its folder still counts."""
-    scenario = dict(settings.get("scenario", {}))
-    scenario["log"] = {key: value for key, value in dict(scenario.get("log", {})).items() if key != "dir"}
+def comparable(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """``settings`` as they bear on the run, or None if its scenario no longer validates.
+
+    The scenario is read by the current schema, so a field added since the run was saved counts with its default
+    (every new field's default keeps the earlier behaviour). Left out: where the run was written (``log.dir``: a
+    result moved with its folder still counts) and the ``tune`` section (``himo tune`` reads it; a run does not).
+    """
+    try:
+        scenario = Scenario.model_validate(settings.get("scenario", {})).model_dump(mode="json")
+    except ValidationError:
+        return None
+    scenario["log"] = {key: value for key, value in scenario["log"].items() if key != "dir"}
+    scenario.pop("tune")
     return {**settings, "scenario": scenario}
 
 
@@ -149,7 +160,8 @@ def finished_result(spec: RunSpec) -> dict[str, Any] | None:
         return None
     if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
         return None
-    if comparable(saved["settings"]) != comparable(spec.settings()):
+    earlier = comparable(saved["settings"])
+    if earlier is None or earlier != comparable(spec.settings()):
         return None
     return {**saved["result"], "reused": True}
 

@@ -90,6 +90,20 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
     assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
     assert "finished earlier" in capsys.readouterr().out
 
+    # A run saved before fields were added to the schema (here train.backend and the tune section) still counts:
+    # the new fields read as their defaults, and the tune section does not bear on a run.
+    saved_file = moved / "runs" / "flat" / "seed-0.json"
+    saved = json.loads(saved_file.read_text())
+    del saved["settings"]["scenario"]["train"]["backend"], saved["settings"]["scenario"]["tune"]
+    saved_file.write_text(json.dumps(saved))
+    assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    # One whose scenario no longer validates does not.
+    saved["settings"]["scenario"]["train"]["retired_field"] = 1
+    saved_file.write_text(json.dumps(saved))
+    assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
+    assert "finished earlier" not in capsys.readouterr().out
+
     # Other settings (here more evaluation episodes) make the saved result stand for another run: trained again.
     assert main([*common[:7], "3", *common[8:], "--variants", "flat"]) == 0
     assert "finished earlier" not in capsys.readouterr().out
