@@ -68,6 +68,11 @@ class TrainResult:
             first = sum(value for _, value in self.returns[:window]) / window
             last = sum(value for _, value in self.returns[-window:]) / window
             lines.append(f"episode return: {first:.3f} at the start -> {last:.3f} at the end (mean of {window} batches)")
+        counted = [(ended, succeeded) for _, ended, succeeded in self.episodes if succeeded is not None]
+        if counted:
+            window = max(1, len(counted) // 10)
+            first, last = (sum(s for _, s in part) / sum(e for e, _ in part) for part in (counted[:window], counted[-window:]))
+            lines.append(f"success rate: {first:.1%} at the start -> {last:.1%} at the end (episodes of {window} batches)")
         lines.append(f"TensorBoard: tensorboard --logdir {self.folder.parent}")
         return "\n".join(lines)
 

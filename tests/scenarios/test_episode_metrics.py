@@ -45,6 +45,8 @@ def test_a_run_counts_its_episodes_and_those_above_the_success_threshold(tmp_pat
     for _, ended, succeeded in run.episodes:
         assert succeeded == (ended if all_succeed else 0)
     assert evaluate(run.folder, episodes=4).success_rate == (1.0 if all_succeed else 0.0)
+    rate = "100.0%" if all_succeed else "0.0%"
+    assert f"success rate: {rate} at the start -> {rate} at the end" in run.summary()
 
 
 def test_without_a_success_threshold_or_signal_successes_are_not_counted(tmp_path) -> None:
@@ -52,6 +54,7 @@ def test_without_a_success_threshold_or_signal_successes_are_not_counted(tmp_pat
     run = train(load("cartpole", cartpole), progress=False)
     assert run.episodes and all(succeeded is None for _, _, succeeded in run.episodes)
     assert evaluate(run.folder, episodes=4).success_rate is None
+    assert "success rate" not in run.summary()
 
 
 def test_the_built_in_world_reports_its_own_success_and_a_threshold_overrides_it(tmp_path) -> None:
