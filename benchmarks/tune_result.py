@@ -22,7 +22,7 @@ import torch
 from himo.scenarios.evaluate import evaluate
 from himo.scenarios.loader import load
 from himo.scenarios.run import train
-from himo.scenarios.tune import tune
+from himo.scenarios.tune import default_storage, tune
 
 
 def final_training_return(curve: list[tuple[int, float]]) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     overrides = [*arguments.set, f"train.frames={arguments.frames}"]
-    storage = f"sqlite:///{(arguments.out / 'study.db').absolute()}"
+    storage = default_storage(arguments.out)
     arguments.out.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=load(arguments.scenario).name, storage=storage, direction="maximize",
                                 load_if_exists=True)
@@ -66,6 +66,8 @@ def main() -> None:
     summary = tune(arguments.scenario, trials=max(missing, 0), output=arguments.out, overrides=overrides,
                    jobs=arguments.jobs) if missing > 0 else None
     study = optuna.load_study(study_name=study.study_name, storage=storage)
+    if not study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        raise SystemExit(f"no trial of the study in {arguments.out} has finished: nothing to compare")
     best = study.best_trial
     runs = arguments.out / "comparison"
     result = {

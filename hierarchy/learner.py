@@ -226,7 +226,7 @@ class GroupLearner:
             samples.set((keys.MANAGER, keys.GOAL), after.get((keys.MANAGER, keys.GOAL)))
             decision = data.get((keys.MANAGER, keys.DECISION))
             if self.policy.goal.every_step:  # each step's goal comes from its own observation
-                step = torch.arange(data.shape[1]).view(1, -1, 1).expand_as(decision)
+                step = torch.arange(data.shape[1], device=decision.device).view(1, -1, 1).expand_as(decision)
             else:
                 step = decision_steps(decision)
             first_row = torch.arange(envs).view(-1, 1, 1) * data.shape[1]

@@ -277,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_CODE
+    except Exception as error:
+        ray = sys.modules.get("ray")  # imported only by runs and studies on Ray
+        if ray is not None and isinstance(error, ray.exceptions.RayError):
+            print(f"a Ray actor or task failed: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

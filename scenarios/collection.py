@@ -13,13 +13,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from torchrl.collectors import Collector, MultiAsyncCollector
+import torch
+from torchrl.collectors import BaseCollector, Collector, MultiAsyncCollector
 from torchrl.envs import EnvBase
 
 from himo.agents.declaration import Collection
 from himo.agents.registry import collections_of
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env
+from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.schema import Scenario
 
 ACTOR_SEED_STRIDE = 10_000
@@ -31,14 +33,19 @@ def is_asynchronous(scenario: Scenario) -> bool:
     return Collection.LAGGED in collections_of(scenario.algorithm.workers.name, scenario.algorithm.manager.name)
 
 
-def _actor_env(scenario_data: dict[str, Any], seed: int) -> EnvBase:
-    # Runs in an actor process: the scenario travels as plain data (its frozen mappings do not pickle).
-    return build_env(Scenario.model_validate(scenario_data), seed=seed)
+def actor_env(scenario_data: dict[str, Any], seed: int) -> EnvBase:
+    """The envs of actor seeded ``seed``, built in the actor's process (a local process or a Ray actor), whose random
+    generators it seeds too (the policy samples its actions there) and whose torch threads it sets.
+
+    The scenario travels as plain data (its frozen mappings do not pickle).
+    """
+    scenario = Scenario.model_validate(scenario_data)
+    seed_everything(seed)
+    torch.set_num_threads(scenario.train.threads)
+    return build_env(scenario, seed=seed)
 
 
-def make_collector(
-    scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, frames: int
-) -> Collector | MultiAsyncCollector:
+def make_collector(scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, frames: int) -> BaseCollector:
     """The run's collector: synchronous over ``env``, or asynchronous actors (see the module docstring).
 
     Both are endless (the run stops itself), so a resumed run's collector counts on from its frames.
@@ -63,7 +70,7 @@ def make_collector(
     data = scenario.model_dump(mode="json")
     base_seed = scenario.train.seed + frames
     factories = [
-        functools.partial(_actor_env, data, base_seed + (actor + 1) * ACTOR_SEED_STRIDE)
+        functools.partial(actor_env, data, base_seed + (actor + 1) * ACTOR_SEED_STRIDE)
         for actor in range(scenario.train.actors)
     ]
     return MultiAsyncCollector(

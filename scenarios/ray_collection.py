@@ -25,25 +25,13 @@ import logging
 import sys
 from typing import Any
 
-import torch
-from tensordict import TensorDictBase
-from torchrl.collectors import Collector
-from torchrl.envs import EnvBase
+from tensordict import TensorDict, TensorDictBase
+from torchrl.collectors import Collector, RayWeightUpdater
 
 from himo.hierarchy.policy import HierarchicalPolicy
-from himo.scenarios.build import build_env
+from himo.scenarios.collection import ACTOR_SEED_STRIDE, actor_env
 from himo.scenarios.errors import RunError
 from himo.scenarios.schema import Scenario
-
-COLLECTOR_SEED_STRIDE = 10_000
-"""Collector ``i`` seeds its envs with ``train.seed + frames + (i + 1) * COLLECTOR_SEED_STRIDE``."""
-
-
-def _collector_env(scenario_data: dict[str, Any], seed: int, threads: int) -> EnvBase:
-    # Runs in a Ray actor: the scenario travels as plain data (its frozen mappings do not pickle).
-    torch.set_num_threads(threads)
-    return build_env(Scenario.model_validate(scenario_data), seed=seed)
-
 
 def _collectors_as_envs(batch: TensorDictBase) -> TensorDictBase:
     """A synchronous batch ``[collectors, num_envs, time]`` as ``[collectors * num_envs, time]``."""
@@ -79,6 +67,25 @@ def start_ray(scenario: Scenario) -> None:
         )
 
 
+class ObjectStoreWeights(RayWeightUpdater):
+    """Sends the learner's weights to the collector's actors through Ray's object store: one ``ray.put`` per update,
+    then a call on each actor, which Ray runs before that actor's next batch (an actor's calls keep their order).
+
+    Chosen over TorchRL's default for Ray collectors, a torch.distributed (gloo) group between the learner and the
+    actors set up at the first update: on this 2-core machine its 60-second rendezvous timed out again and again
+    in the test suite while trainings ran beside it. The object store needs no connection of its own.
+    """
+
+    def __init__(self, policy: HierarchicalPolicy) -> None:
+        super().__init__(TensorDict.from_module(policy).data, remote_collectors=[])
+
+    def register_collector(self, collector: Any) -> None:
+        """Called by the collector once its actors exist: they are the ones to update."""
+        super().register_collector(collector)
+        self.remote_collectors = collector.remote_collectors
+        self._batches_since_weight_update = [0] * len(self.remote_collectors)
+
+
 def ray_collector(scenario: Scenario, policy: HierarchicalPolicy, frames: int, asynchronous: bool) -> Any:
     """The run's ``RayCollector`` (see the module docstring); endless, as the local collectors are."""
     from torchrl.collectors.distributed import RayCollector
@@ -87,15 +94,11 @@ def ray_collector(scenario: Scenario, policy: HierarchicalPolicy, frames: int, a
     train = scenario.train
     data = scenario.model_dump(mode="json")
     base_seed = train.seed + frames
+    # Collector i seeds its envs and its policy's sampling as local IMPALA actor i does.
     factories = [
-        functools.partial(_collector_env, data, base_seed + (index + 1) * COLLECTOR_SEED_STRIDE, train.threads)
+        functools.partial(actor_env, data, base_seed + (index + 1) * ACTOR_SEED_STRIDE)
         for index in range(train.collectors)
     ]
-    if not asynchronous and train.frames_per_batch % train.collectors:
-        raise RunError(
-            f"train.frames_per_batch ({train.frames_per_batch}) must be a multiple of train.collectors "
-            f"({train.collectors}): each collector gives an equal share of every batch"
-        )
     collector = RayCollector(
         factories,
         policy,
@@ -105,6 +108,10 @@ def ray_collector(scenario: Scenario, policy: HierarchicalPolicy, frames: int, a
         collector_kwargs={"auto_register_policy_transforms": False, "track_traj_ids": False},
         remote_configs={"num_cpus": 1},
         sync=not asynchronous,
+        # After each batch is learned from: every actor gets the new weights before the next synchronous batch; in
+        # asynchronous mode only the actor that gave the batch, which then goes on (the others keep collecting).
+        update_after_each_batch=True,
+        weight_updater=ObjectStoreWeights(policy),
         postproc=None if asynchronous else _collectors_as_envs,
     )
     collector.update_policy_weights_()  # the actors start from the learner's weights

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tensordict import TensorDictBase
 from torch.utils.tensorboard import SummaryWriter
-from torchrl.collectors import Collector, MultiAsyncCollector
+from torchrl.collectors import BaseCollector, Collector, MultiAsyncCollector
 from tqdm import tqdm
 
 from himo.agents.optim import NonFiniteLossError
@@ -253,11 +253,11 @@ class Trainer:
         seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
         return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds)
 
-    def _local(self, collector: Collector | MultiAsyncCollector | None) -> Collector | None:
+    def _local(self, collector: BaseCollector | None) -> Collector | None:
         """The collector whose envs run in this process (whose state a checkpoint holds), if any."""
         return collector if isinstance(collector, Collector) else None
 
-    def _start(self, collector: Collector | MultiAsyncCollector | None) -> None:
+    def _start(self, collector: BaseCollector | None) -> None:
         """Restore the checkpoint's collection state and random generators, or note the fresh run's starting point."""
         if self._checkpoint is not None:
             try:
@@ -287,7 +287,7 @@ class Trainer:
             tqdm.write(f"resuming at {self.frames} frames: {note}", file=sys.stderr)
         self._resume_point = capture_resume_point(self._local(collector), self.env)
 
-    def _learn(self, batch: TensorDictBase, collector: Collector | MultiAsyncCollector, target: int, bar: tqdm) -> None:
+    def _learn(self, batch: TensorDictBase, collector: BaseCollector, target: int, bar: tqdm) -> None:
         """Learn from one batch, log it and checkpoint when due."""
         scenario = self.scenario
         groups, workers = list(self.policy.groups), list(scenario.workers)
@@ -296,8 +296,9 @@ class Trainer:
         for group, learner in self.learners.items():
             learned = learner.update(batch, self.frames)
             metrics |= {tags.in_group(group, name, len(groups)): value for name, value in learned.items()}
-        if not isinstance(collector, Collector):
+        if isinstance(collector, MultiAsyncCollector):
             collector.update_policy_weights_()  # the actors' next batches come from the updated policy
+        # (Ray collectors push the weights themselves when their iteration resumes: himo.scenarios.ray_collection.)
         started, start_frames = self._clock
         metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - started).total_seconds(), 1e-9)
         self._log(metrics, groups)

@@ -314,6 +314,12 @@ class Scenario(Section):
             )
         # A frozen level still runs in its algorithm's process layout (see himo.scenarios.collection).
         layouts = collections_of(*(config.name for config in levels.values()))
+        if self.train.backend == "ray" and Collection.LAGGED not in layouts and self.train.frames_per_batch % self.train.collectors:
+            raise FieldProblem(
+                ("train", "frames_per_batch"),
+                f"with backend ray, each of the {self.train.collectors} collectors gives an equal share of every batch: "
+                f"make train.frames_per_batch ({self.train.frames_per_batch}) a multiple of train.collectors",
+            )
         if self.train.backend == "ray" and Collection.ASYNCHRONOUS in layouts:
             raise FieldProblem(
                 ("train", "backend"),

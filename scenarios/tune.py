@@ -12,7 +12,7 @@ crashes or diverges is marked failed, with its error, and the study goes on. Tri
 ``jobs`` processes sharing the storage, or as ``jobs`` Ray tasks (on a cluster, the storage must be one every
 machine reaches: a database server's URL, or an SQLite file on a shared disk). At the end the output folder holds ``best.yaml`` (the scenario with the
 best trial's values: it validates and trains), ``trials.md`` (every trial of the study) and ``importance.png``
-(each parameter's importance to the objective, once enough trials have finished).
+(each parameter's importance by Optuna's default evaluator, once two trials have finished with different values).
 """
 
 from __future__ import annotations
@@ -28,10 +28,7 @@ from typing import Any
 
 import optuna
 
-# Each trial prints its own line, with the error of a failed one (see `run_trials`); Optuna's per-trial log would
-# repeat it, with the traceback of every failed trial.
-optuna.logging.set_verbosity(optuna.logging.ERROR)
-
+from himo.agents import tags
 from himo.scenarios.errors import RunError, ScenarioError
 from himo.scenarios.loader import load, to_yaml
 from himo.scenarios.schema import Scenario
@@ -43,6 +40,14 @@ ERROR = "error"
 """User attribute of a failed trial: why it failed."""
 OBJECTIVE_MISSING = "objective_missing"
 """User attribute of a trial whose run never logged the objective: the study stops, as every trial would fail."""
+SEED_STRIDE = 7919
+"""A call's sampler seed is ``train.seed + SEED_STRIDE * trials already in the study`` (plus the job's index)."""
+
+
+def _quiet_optuna() -> None:
+    # Each trial prints its own line, with the error of a failed one (see `run_trials`); Optuna's per-trial log
+    # would repeat it, with the traceback of every failed trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 class ObjectiveNotLogged(RunError):
@@ -104,30 +109,40 @@ class ObjectiveTracker:
         self.config = config
         self.values: list[tuple[int, float]] = []
         self.logged: set[str] = set()
+        self.episodes = 0
         self._reported_at = 0
 
     def __call__(self, frames: int, metrics: Mapping[str, float]) -> None:
         """The run's observer (``himo.scenarios.run.Observer``)."""
         self.logged |= metrics.keys()
+        self.episodes += int(metrics.get(tags.EPISODE_COUNT, 0))
         value = metrics.get(self.config.objective)
         if value is not None and math.isfinite(value):
             self.values.append((frames, value))
         if frames - self._reported_at < self.config.report_every:
             return
+        if not self.values and self.episodes:  # episodes ended, and the objective never came with them
+            raise self.not_logged(frames)
         window = [value for at, value in self.values if at > self._reported_at]
         self._reported_at = frames
         if window:
-            self.trial.report(sum(window) / len(window), frames)
+            # Reported at a multiple of report_every: the pruners compare trials at equal steps, whatever their
+            # batch size.
+            self.trial.report(sum(window) / len(window), frames // self.config.report_every * self.config.report_every)
             if self.trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {frames} frames")
+
+    def not_logged(self, frames: int) -> ObjectiveNotLogged:
+        """The error of an objective the run has not logged in ``frames`` frames."""
+        return ObjectiveNotLogged(
+            f"tune.objective {self.config.objective!r} was never logged in {frames} frames; the run logged: "
+            f"{', '.join(sorted(self.logged))}"
+        )
 
     def final_value(self, frames: int) -> float:
         """The objective's mean over the run's last ``report_every`` frames (its last value if none fell there)."""
         if not self.values:
-            raise ObjectiveNotLogged(
-                f"tune.objective {self.config.objective!r} was never logged in {frames} frames; the run logged: "
-                f"{', '.join(sorted(self.logged))}"
-            )
+            raise self.not_logged(frames)
         window = [value for at, value in self.values if at > frames - self.config.report_every]
         return sum(window) / len(window) if window else self.values[-1][1]
 
@@ -149,22 +164,29 @@ def run_trials(job: TrialJob) -> None:
     """Run ``job.trials`` trials of the study (in this process); failed trials are recorded and the next one runs."""
     from himo.scenarios.run import train
 
+    _quiet_optuna()
     base = load(job.reference, job.overrides)
     config = base.tune
     output = Path(job.output)
 
     def objective(trial: optuna.Trial) -> float:
-        sampled = config.sample_overrides(trial)
-        trial.set_user_attr(OVERRIDES, sampled)
         try:
+            sampled = config.sample_overrides(trial)
+            trial.set_user_attr(OVERRIDES, sampled)
+            folder = output / f"trial-{trial.number:04d}"
+            if folder.exists():
+                raise RunError(f"{folder} exists from another study (a deleted storage?): choose another --out")
             scenario = load(job.reference, [*job.overrides, *sampled, f"log.dir={json.dumps(str(output))}"])
             tracker = ObjectiveTracker(trial, config)
-            result = train(scenario, output / f"trial-{trial.number:04d}", progress=False, observer=tracker)
+            result = train(scenario, folder, progress=False, observer=tracker)
             return tracker.final_value(result.frames)
         except optuna.TrialPruned:
             raise
         except Exception as error:  # the study goes on; the summary says why this trial failed
-            trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}".strip())
+            message = f"{type(error).__name__}: {error}".strip()
+            if "dynamic value space" in message:  # Optuna: this study searched other values for a field
+                message += " (the study's earlier trials searched this field differently: use another --study-name)"
+            trial.set_user_attr(ERROR, message)
             if isinstance(error, ObjectiveNotLogged):
                 trial.set_user_attr(OBJECTIVE_MISSING, True)
             raise
@@ -243,7 +265,11 @@ def tune(
     """Add ``trials`` trials to the study of ``reference``'s ``tune:`` space (created if new), printing a line as each
     ends; write ``best.yaml``, ``trials.md`` and ``importance.png`` into ``output``. The trials run in ``jobs``
     processes (``backend`` local) or Ray tasks (``backend`` ray, on the Ray runtime ``train.ray_address`` names)."""
+    _quiet_optuna()
     base = searched_scenario(reference, overrides)
+    # Absolute paths: Ray tasks on other machines of a cluster start in other working directories.
+    reference = str(Path(reference).absolute()) if Path(reference).is_file() else str(reference)
+    output = output.absolute()
     output.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(output)
     study_name = study_name or base.name
@@ -251,7 +277,8 @@ def tune(
         study_name=study_name, storage=_storage(storage), direction="maximize", load_if_exists=True
     )
     # Fresh sampler seeds for each call and process: the same seed would propose the same first points again.
-    seed = base.train.seed + 7919 * len(study.trials)
+    earlier = len(study.trials)
+    seed = base.train.seed + SEED_STRIDE * earlier
     shares = [trials // jobs + (index < trials % jobs) for index in range(jobs)]
     job_list = [
         TrialJob(str(reference), tuple(overrides), storage, study_name, str(output), share, seed + index)
@@ -264,7 +291,8 @@ def tune(
         connect_ray(base.train.ray_address, log_to_driver=True)
         import ray
 
-        ray.get([ray.remote(num_cpus=1)(run_trials).remote(job) for job in job_list])
+        # No retries: a task killed mid-trial would run its whole share of trials again.
+        ray.get([ray.remote(num_cpus=1, max_retries=0)(run_trials).remote(job) for job in job_list])
     elif len(job_list) == 1:
         run_trials(job_list[0])
     else:
@@ -272,7 +300,7 @@ def tune(
             list(pool.map(run_trials, job_list))
     study = optuna.load_study(study_name=study_name, storage=_storage(storage))
     every = study.get_trials(deepcopy=False)
-    missing = [trial for trial in every if trial.user_attrs.get(OBJECTIVE_MISSING)]
+    missing = [trial for trial in every[earlier:] if trial.user_attrs.get(OBJECTIVE_MISSING)]
     if missing:
         raise RunError(f"trial {missing[-1].number}: {missing[-1].user_attrs[ERROR]}")
     complete = [trial for trial in every if trial.state == optuna.trial.TrialState.COMPLETE]
@@ -312,7 +340,7 @@ def save_importance_plot(values: Mapping[str, float], path: Path, title: str) ->
     names = sorted(values, key=values.get)
     figure, axes = pyplot.subplots(figsize=(7, 1.2 + 0.5 * len(names)))
     axes.barh(names, [values[name] for name in names])
-    axes.set_xlabel("importance (share of the objective's variation)")
+    axes.set_xlabel("importance (Optuna's default evaluator)")
     axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

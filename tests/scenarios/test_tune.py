@@ -93,7 +93,16 @@ def test_the_tracker_reports_window_means_and_prunes_below_the_median() -> None:
     second = ObjectiveTracker(study.ask(), config)
     second(50, {"episode/return": 1.0})
     with pytest.raises(optuna.TrialPruned):
-        second(100, {"episode/return": 2.0})
+        second(130, {"episode/return": 2.0})  # reported at step 100, where the first trial's value is
+    assert study.trials[1].intermediate_values == {100: 1.5}
+
+
+def test_the_tracker_stops_at_the_first_report_when_episodes_ended_without_the_objective() -> None:
+    config = TuneConfig.model_validate({"objective": "episode/retrun", "report_every": 100, "space": SPACE})
+    tracker = ObjectiveTracker(optuna.create_study().ask(), config)
+    tracker(50, {"episode/return": 1.0, "episode/count": 3})
+    with pytest.raises(RunError, match=r"'episode/retrun' was never logged in 100 frames; the run logged: episode/count"):
+        tracker(100, {"episode/return": 1.0, "episode/count": 2})
 
 
 def test_a_study_trains_prunes_and_writes_its_best_scenario(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -135,7 +144,6 @@ def test_a_study_resumes_from_its_storage(tmp_path: Path) -> None:
     assert len(first.trials) == 1 and first.importances is None
     second = tune("cartpole", trials=2, output=tmp_path, overrides=overrides, jobs=2)
     assert [trial.number for trial in second.trials] == [0, 1, 2]
-    assert second.trials[0].params == first.trials[0].params
     assert len({tuple(trial.params.values()) for trial in second.trials}) == 3  # new points, not the first again
     assert sorted(path.name for path in tmp_path.glob("trial-*")) == ["trial-0000", "trial-0001", "trial-0002"]
 
@@ -145,3 +153,13 @@ def test_an_objective_the_run_never_logs_stops_the_study(tmp_path: Path) -> None
         tune("cartpole", trials=3, output=tmp_path, overrides=[*TINY, "train.frames=512", "tune.objective=episode/retrun"])
     study = optuna.load_study(study_name="cartpole", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) == 1
+    # With the objective mended, the same study goes on.
+    summary = tune("cartpole", trials=1, output=tmp_path, overrides=[*TINY, "train.frames=512"])
+    assert len(summary.trials) == 2 and summary.best is not None and (tmp_path / "best.yaml").is_file()
+
+
+def test_a_trial_folder_left_by_another_study_fails_that_trial(tmp_path: Path) -> None:
+    (tmp_path / "trial-0000").mkdir()
+    summary = tune("cartpole", trials=1, output=tmp_path, overrides=[*TINY, "train.frames=512"])
+    assert summary.trials[0].state == optuna.trial.TrialState.FAIL
+    assert "trial-0000 exists from another study" in summary.trials[0].user_attrs[ERROR]
