@@ -74,6 +74,14 @@ def test_the_built_in_world_trains_on_ray(tmp_path: Path) -> None:
     assert result.frames == 512
 
 
+@pytest.mark.parametrize("algorithm", ["a2c", "trpo", "sac"])
+def test_the_other_algorithms_that_collect_in_the_training_process_run_on_ray(tmp_path: Path, algorithm: str) -> None:
+    overrides = [*RAY, f"algorithm.workers={{name: {algorithm}}}", "train.frames=1024", "train.frames_per_batch=256",
+                 f"log.dir={tmp_path}"]
+    result = train(load("cartpole", overrides), tmp_path / "run", progress=False)
+    assert result.frames == 1024
+
+
 def test_impala_actors_run_on_ray(tmp_path: Path) -> None:
     overrides = [*RAY, "algorithm.workers={name: impala}", "train.frames=1536", "train.frames_per_batch=256",
                  f"log.dir={tmp_path}"]
