@@ -148,10 +148,12 @@ def field_rows(model: type[BaseModel], prefix: str = "") -> Iterator[FieldRow]:
         if nested is not None:
             yield from field_rows(nested, prefix=f"{path}.")
         mapped = _mapped_value(field.annotation)
-        if _model_of(mapped) is not None:
-            yield from field_rows(_model_of(mapped), prefix=f"{path}.<name>.")
-        elif _section_union(mapped) and not any(issubclass(_section_union(mapped)[0], base) for base in SECTION_UNIONS):
-            yield from _union_rows(_section_union(mapped), None, prefix=f"{path}.<name>.")
+        mapped_model, mapped_union = _model_of(mapped), _section_union(mapped)
+        if mapped_model is not None:
+            yield from field_rows(mapped_model, prefix=f"{path}.<name>.")
+        elif mapped_union and not any(issubclass(mapped_union[0], base) for base in SECTION_UNIONS):
+            # Unions documented apart (encoders, reward functions) have tables of their own.
+            yield from _union_rows(mapped_union, None, prefix=f"{path}.<name>.")
 
 
 def encoder_rows() -> Iterator[tuple[str, list[FieldRow]]]:
