@@ -45,6 +45,14 @@ def actor_env(scenario_data: dict[str, Any], seed: int) -> EnvBase:
     return build_env(scenario, seed=seed)
 
 
+def actor_envs(scenario: Scenario, frames: int, count: int) -> list[functools.partial]:
+    """The env factories of ``count`` actors (local processes or Ray actors): actor ``i`` seeds its envs and its
+    sampling with ``train.seed + frames + (i + 1) * ACTOR_SEED_STRIDE``."""
+    data = scenario.model_dump(mode="json")
+    base_seed = scenario.train.seed + frames
+    return [functools.partial(actor_env, data, base_seed + (actor + 1) * ACTOR_SEED_STRIDE) for actor in range(count)]
+
+
 def make_collector(scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, frames: int) -> BaseCollector:
     """The run's collector: synchronous over ``env``, or asynchronous actors (see the module docstring).
 
@@ -67,14 +75,8 @@ def make_collector(scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy,
             auto_register_policy_transforms=False,
             track_traj_ids=False,
         )
-    data = scenario.model_dump(mode="json")
-    base_seed = scenario.train.seed + frames
-    factories = [
-        functools.partial(actor_env, data, base_seed + (actor + 1) * ACTOR_SEED_STRIDE)
-        for actor in range(scenario.train.actors)
-    ]
     return MultiAsyncCollector(
-        factories,
+        actor_envs(scenario, frames, scenario.train.actors),
         policy,
         frames_per_batch=batch_frames,
         total_frames=-1,

@@ -1,26 +1,26 @@
 """Collection on Ray (``train.backend: ray``): the envs and the acting policy in Ray actors, learning here.
 
 TorchRL's ``RayCollector`` starts ``train.collectors`` actors, each holding a ``Collector`` over its own
-``env.num_envs`` envs (seeded apart, as IMPALA's actor processes are) and a copy of the policy. After every
-update the trainer pushes the policy's weights to every actor (``update_policy_weights_``).
+``env.num_envs`` envs (seeded apart, as IMPALA's actor processes are) and a copy of the policy. The collector
+pushes the learner's weights (:class:`ObjectStoreWeights`) when its iteration resumes after each update.
 
 - Algorithms that learn from batches of the current policy (PPO, A2C, TRPO, SAC) collect synchronously: each
   batch holds ``train.frames_per_batch / train.collectors`` frames from every actor, all collected with the
   weights of the last update, stacked as ``[collectors * num_envs, time]`` like one env batch of the local
   backend.
 - IMPALA's actors collect asynchronously: each batch is one actor's ``train.frames_per_batch`` frames, as soon as
-  it is ready, and that actor goes on at once with the weights it has, so batches come from lagged policies
-  (V-trace corrects them), as with the local backend's actor processes.
+  it is ready; that actor then gets the weights of the update its batch fed and goes on, while the others collect
+  on with lagged weights (V-trace corrects them), as with the local backend's actor processes.
 
-``train.ray_address: null`` starts a Ray runtime on this machine (every core, no dashboard); ``auto`` or
-``host:port`` joins a cluster started with ``ray start``, whose machines must have himo installed. The run's
+``train.ray_address: null`` lets Ray choose as ``ray.init()`` does (``RAY_ADDRESS``, a cluster started on this
+machine, else a new runtime in this process, without dashboard); ``auto`` or ``host:port`` joins a cluster
+started with ``ray start``, whose machines must have himo installed. The run's
 checkpoints hold the policy, learners and random generators; the envs' state lives in the actors and is not
 saved, so a resumed run starts fresh episodes.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from typing import Any
@@ -29,9 +29,10 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector, RayWeightUpdater
 
 from himo.hierarchy.policy import HierarchicalPolicy
-from himo.scenarios.collection import ACTOR_SEED_STRIDE, actor_env
+from himo.scenarios.collection import actor_envs
 from himo.scenarios.errors import RunError
 from himo.scenarios.schema import Scenario
+
 
 def _collectors_as_envs(batch: TensorDictBase) -> TensorDictBase:
     """A synchronous batch ``[collectors, num_envs, time]`` as ``[collectors * num_envs, time]``."""
@@ -92,15 +93,8 @@ def ray_collector(scenario: Scenario, policy: HierarchicalPolicy, frames: int, a
 
     start_ray(scenario)
     train = scenario.train
-    data = scenario.model_dump(mode="json")
-    base_seed = train.seed + frames
-    # Collector i seeds its envs and its policy's sampling as local IMPALA actor i does.
-    factories = [
-        functools.partial(actor_env, data, base_seed + (index + 1) * ACTOR_SEED_STRIDE)
-        for index in range(train.collectors)
-    ]
     collector = RayCollector(
-        factories,
+        actor_envs(scenario, frames, train.collectors),  # seeded as local IMPALA actors are
         policy,
         frames_per_batch=train.frames_per_batch,
         total_frames=sys.maxsize,  # the run stops itself
