@@ -89,6 +89,9 @@ class LevelProblem:
             (the actor's per-sample weight: its share of the action), rows along the first dimension.
         evaluate: evaluates every head on the given row indices (with gradient).
         rows_per_minibatch: the level's minibatch size in rows.
+        runs: ``[rows]`` the sequence each row belongs to, where the level has memory: a minibatch then holds whole
+            sequences, each in order (``evaluate`` re-runs the recurrent cores over them); ``None``: rows are
+            independent and shuffled one by one.
     """
 
     level: str
@@ -96,6 +99,7 @@ class LevelProblem:
     targets: dict[str, TensorDictBase]
     evaluate: Callable[[torch.Tensor], dict[str, HeadOutputs]]
     rows_per_minibatch: int
+    runs: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -239,12 +243,29 @@ def head_diagnostics(terms: dict[str, torch.Tensor | float], output: HeadOutputs
     return terms | {f"loss_{name}": loss.detach() for name, loss in output.auxiliary_losses.items()}
 
 
-def minibatches(size: int, minibatch_size: int, epochs: int) -> Iterator[torch.Tensor]:
-    """Shuffled index minibatches over ``size`` samples, ``epochs`` times."""
+def minibatches(size: int, minibatch_size: int, epochs: int, runs: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """Shuffled index minibatches over ``size`` samples, ``epochs`` times.
+
+    With ``runs`` (``[size]``, each sample's sequence) the sequences are shuffled, not the samples: a minibatch is
+    whole sequences, as many as hold about ``minibatch_size`` samples (at least one), each sequence's samples in
+    their order.
+    """
+    if runs is None:
+        for _ in range(epochs):
+            permutation = torch.randperm(size)
+            for start in range(0, size, minibatch_size):
+                yield permutation[start : start + minibatch_size]
+        return
+    _, run = torch.unique(runs, return_inverse=True)
+    count = int(run.max()) + 1 if size else 0
+    runs_per_minibatch = max(1, round(minibatch_size * count / max(size, 1)))
     for _ in range(epochs):
-        permutation = torch.randperm(size)
-        for start in range(0, size, minibatch_size):
-            yield permutation[start : start + minibatch_size]
+        rank = torch.empty(count, dtype=torch.long)
+        rank[torch.randperm(count)] = torch.arange(count)
+        # Sorting by (rank of the sequence, position) keeps each sequence's samples together and in order.
+        order = torch.argsort(rank[run] * size + torch.arange(size))
+        sizes = torch.bincount(rank[run][order] // runs_per_minibatch)
+        yield from torch.split(order, sizes.tolist())
 
 
 def gradient_epochs(
@@ -255,13 +276,15 @@ def gradient_epochs(
     loss_of: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
     frames: int,
     metrics: LevelMetrics,
+    runs: torch.Tensor | None = None,
 ) -> LevelMetrics:
-    """Minibatch gradient steps: ``loss_of(indices)`` on each shuffled minibatch of rows, ``epochs`` times.
+    """Minibatch gradient steps: ``loss_of(indices)`` on each shuffled minibatch of rows, ``epochs`` times (of whole
+    sequences where ``runs`` gives each row's: see :func:`minibatches`).
 
     A step whose loss or gradient is not finite is skipped and counted; too many in a row raise
     :class:`NonFiniteLossError`.
     """
-    for indices in minibatches(rows, rows_per_minibatch, epochs):
+    for indices in minibatches(rows, rows_per_minibatch, epochs, runs):
         loss, terms = loss_of(indices)
         report = optimizer.step(loss, frames)
         optimizer.raise_if_diverged()
@@ -337,4 +360,5 @@ def head_loss_epochs(
             add_terms(metrics, problem.level, head_diagnostics(terms.as_dict(), output), list(outputs), head)
         return loss, metrics
 
-    return gradient_epochs(optimizer, problem.rows, rows_per_minibatch, epochs, loss_of, frames, LevelMetrics(problem.level))
+    metrics = LevelMetrics(problem.level)
+    return gradient_epochs(optimizer, problem.rows, rows_per_minibatch, epochs, loss_of, frames, metrics, problem.runs)

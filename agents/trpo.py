@@ -61,7 +61,7 @@ class TRPO:
             self._actor_step(problem, metrics)
         return gradient_epochs(
             self.optimizer, problem.rows, problem.rows_per_minibatch, self.settings.epochs,
-            lambda indices: self._critic_loss(problem, indices), frames, metrics,
+            lambda indices: self._critic_loss(problem, indices), frames, metrics, problem.runs,
         )
 
     def _actor_step(self, problem: LevelProblem, metrics: LevelMetrics) -> None:

@@ -44,6 +44,9 @@ DECISION = "decision"
 WEIGHTS = "weights"
 GOAL = "goal"  # the manager's briefing of each worker, set at decisions and held for the option; under a worker: its own
 ACTIVE_GOAL = "active_goal"  # the goals in force at this step ([..., workers, size]), each worker reading its own
+MEMORY = "memory"  # a recurrent core's output at this step, what the level's heads read (with memory)
+HIDDEN = "hidden"  # a recurrent core's hidden state, [..., layers, size], carried between steps as env state
+CELL = "cell"  # an LSTM core's cell state, beside its hidden state
 TERMINATION = "termination"
 TERMINATION_LOGITS = "termination_logits"  # beta_o(s) = sigmoid(logit_o), per worker (learned termination)
 OPTION_VALUES = "option_values"  # Q(s, o) per worker (learned termination)

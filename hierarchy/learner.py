@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from torchrl.modules import set_recurrent_mode
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from himo.agents import tags
@@ -56,6 +57,7 @@ from himo.hierarchy.policy import GroupPolicy
 from himo.hierarchy.replay import manager_transitions, worker_transitions
 from himo.hierarchy.selectors import manager_distribution
 from himo.hierarchy.semi_mdp import compact_to_decisions, decision_indices, decision_steps
+from himo.hierarchy.state import IS_INIT
 from himo.hierarchy.termination import charge_switches, from_lanes, lanes, termination_loss, termination_samples
 
 
@@ -90,8 +92,21 @@ class GroupLearner:
         total_frames: the run's frames (learning-rate schedules end there).
     """
 
-    def __init__(self, policy: GroupPolicy, manager: Any, workers: Any, gamma: float, total_frames: int) -> None:
+    def __init__(
+        self,
+        policy: GroupPolicy,
+        manager: Any,
+        workers: Any,
+        gamma: float,
+        total_frames: int,
+        worker_chunk: int | None = None,
+        manager_chunk: int | None = None,
+    ) -> None:
         self.policy = policy
+        # With memory, each level re-runs its recurrent cores over sequences this long (None: the batch's whole one).
+        self.worker_chunk, self.manager_chunk = worker_chunk, manager_chunk
+        self.workers_remember = bool(policy.memories)
+        self.manager_remembers = policy.manager.module.memory is not None
         self.group = policy.group
         self.manager_settings = manager
         self.worker_settings = workers
@@ -129,7 +144,7 @@ class GroupLearner:
             if self.manager is not None and self.manager_targets is Targets.VTRACE:
                 # V-trace compares the manager's values with the successor values: both at the parameters from
                 # before the workers' update, which changes the encoders the manager reads.
-                current = self.policy.evaluate_manager(batch.select(self.group).copy())
+                current = self._current_manager(batch)
         if self.worker_targets is Targets.REPLAY:
             metrics = self._replay_workers(batch, frames)
         else:
@@ -151,7 +166,7 @@ class GroupLearner:
         """
         after = batch.get(keys.NEXT).select(self.group)
         if not self.values_are_current:
-            return self.policy.evaluate(after.copy())
+            return self.policy.evaluate(_continuing(after.copy()))
         group = self.group
         outputs = [(keys.WORKERS, name, keys.STATE_VALUE) for name in self.policy.worker_names]
         outputs += [(keys.MANAGER, keys.STATE_VALUE)] + ([(keys.MANAGER, keys.TERMINATION_LOGITS)] if self.rules.learned else [])
@@ -159,7 +174,7 @@ class GroupLearner:
         successor = torch.cat([stored[:, 1:], stored[:, -1:]], dim=1)
         evaluated = batch.get((keys.NEXT, keys.DONE)).squeeze(-1).clone()
         evaluated[:, -1] = True
-        fresh = self.policy.evaluate(TensorDict({group: after.get(group)[evaluated]}, batch_size=[int(evaluated.sum())]))
+        fresh = self.policy.evaluate(_continuing(TensorDict({group: after.get(group)[evaluated]}, batch_size=[int(evaluated.sum())])))
         successor[evaluated] = fresh.get(group).select(*outputs)
         return TensorDict({group: successor}, batch_size=batch.batch_size)
 
@@ -192,11 +207,22 @@ class GroupLearner:
         return metrics
 
     # ---------------------------------------------------------------------------------------- workers
-    def _worker_evaluator(self, samples: TensorDictBase):
+    def _worker_evaluator(self, samples: TensorDictBase, length: int):
         def evaluate(indices: torch.Tensor) -> dict[str, HeadOutputs]:
-            return self.policy.worker_outputs(self.policy.evaluate_workers(self._worker_inputs(samples, indices)))
+            return self.policy.worker_outputs(self._evaluated_workers(samples, indices, length))
 
         return evaluate
+
+    def _evaluated_workers(self, samples: TensorDictBase, indices: torch.Tensor, length: int) -> TensorDictBase:
+        """The workers evaluated on the samples' rows at ``indices``; with memory these are whole sequences of
+        ``length`` steps, in order, which the recurrent cores re-run from the state stored at each one's first step."""
+        inputs = self._worker_inputs(samples, indices)
+        if not self.workers_remember:
+            return self.policy.evaluate_workers(inputs)
+        sequences = _as_sequences(inputs.reshape(-1, length), self.group)
+        with set_recurrent_mode(True):
+            self.policy.evaluate_workers(sequences)
+        return sequences.reshape(-1)
 
     def _worker_inputs(self, samples: TensorDictBase, indices: torch.Tensor) -> TensorDict:
         """The samples' rows at ``indices`` as the workers read them; with goals, each step's goal recomputed with
@@ -236,8 +262,12 @@ class GroupLearner:
         if weighted:  # the weights in force at each step: the acting policy a worker learns through
             samples.set((keys.MANAGER, keys.WEIGHTS), weights)
             samples.set((keys.MANAGER, keys.OPTION), after.get((keys.MANAGER, keys.OPTION)))
+        if self.workers_remember:  # each step's stored state and episode starts, to re-run the cores over sequences
+            samples.update(data.select(*(key for key in self.policy.memory_states if key[0] == keys.WORKERS)))
+            samples.set(IS_INIT, _per_agent(batch.get(IS_INIT), agents))
         samples = samples.reshape(-1, agents)
-        evaluate = self._worker_evaluator(samples)
+        length = sequence_length(self.worker_chunk, data.shape[1])
+        evaluate = self._worker_evaluator(samples, length)
         done, terminated = lanes(after.get(keys.DONE)), lanes(after.get(keys.TERMINATED))
         extra: dict[str, float] = {}
         vtrace = self.worker_targets is Targets.VTRACE
@@ -245,7 +275,7 @@ class GroupLearner:
         # of its state is defined whether or not it moves).
         acting = data.get(keys.ACTING).to(weights.dtype) if self.policy.turn_based else torch.ones_like(weights[..., 0])
         if vtrace:
-            current, behaviour, target = self._current_worker_policy(batch, samples)
+            current, behaviour, target = self._current_worker_policy(batch, samples, length)
             # Off its turns the action did nothing: no importance correction there (rho = 1 keeps the traces).
             target = torch.where(lanes(acting) > 0, target, behaviour)
             extra = _importance_metrics(behaviour, target, settings.rho_clip, "workers")
@@ -288,7 +318,10 @@ class GroupLearner:
                 batch_size=data.shape,
             ).reshape(-1, agents)
         rows = rows_per_minibatch(settings, samples.shape[0], agents)
-        problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows)
+        runs = None
+        if self.workers_remember:
+            runs = torch.arange(samples.shape[0]) // length
+        problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows, runs)
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
 
     def _actor_weight(self, data: TensorDictBase, name: str, active: torch.Tensor) -> torch.Tensor:
@@ -305,15 +338,14 @@ class GroupLearner:
         return torch.maximum(active, (own - acting).exp().clamp(max=1.0))
 
     def _current_worker_policy(
-        self, batch: TensorDictBase, samples: TensorDictBase
+        self, batch: TensorDictBase, samples: TensorDictBase, length: int
     ) -> tuple[dict[str, HeadOutputs], torch.Tensor, torch.Tensor]:
         """Every worker's outputs under the current parameters, and the acting policy's behaviour and
         current log-probabilities of the actions taken, as lanes ``[L, T]``."""
         data, after = batch.get(self.group), batch.get((keys.NEXT, self.group))
         rows = samples.shape[0]
         with torch.no_grad():
-            inputs = self._worker_inputs(samples, torch.arange(rows))
-            self.policy.evaluate_workers(inputs)
+            inputs = self._evaluated_workers(samples, torch.arange(rows), length)
             current = self.policy.worker_outputs(inputs)
             acting = self.policy.selector.acting(
                 inputs,
@@ -369,8 +401,17 @@ class GroupLearner:
             },
             batch_size=[lane.numel()],
         )
-        samples = self.policy.manager_inputs(TensorDict({group: decided}, batch_size=[lane.numel()]))
-        evaluate = self._manager_evaluator(samples, target)
+        runs = None
+        if self.manager_remembers:
+            length = sequence_length(self.manager_chunk, data.shape[1])
+            rows_of, runs = self._manager_sequences(batch, env, step, length)
+        else:
+            samples = self.policy.manager_inputs(TensorDict({group: decided}, batch_size=[lane.numel()]))
+
+            def rows_of(indices: torch.Tensor) -> TensorDictBase:
+                return self.policy.manager(TensorDict({group: samples[indices]}, batch_size=[len(indices)]))
+
+        evaluate = self._manager_evaluator(rows_of, target)
         extra: dict[str, float] = {}
         if vtrace:
             advantage, returns, extra = self._manager_vtrace(transitions, target, evaluate)
@@ -379,7 +420,7 @@ class GroupLearner:
         target.set("advantage", advantage)
         target.set("returns", returns)
         rows = rows_per_minibatch(settings, lane.numel(), 1)
-        problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows)
+        problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows, runs)
         metrics = self.manager.update(problem, frames)
         if self.rules.learned:
             self._termination_pass(batch, frames, metrics)
@@ -387,11 +428,45 @@ class GroupLearner:
         result[tags.OPTION_LENGTH] = transitions.length[transitions.valid].float().mean().item()
         return result
 
-    def _manager_evaluator(self, samples: TensorDictBase, target: TensorDictBase):
+    def _manager_sequences(self, batch: TensorDictBase, env: torch.Tensor, step: torch.Tensor, length: int):
+        """A recurrent manager's decisions: a function giving the manager evaluated at the decisions ``indices``
+        (re-running its core over each sequence of ``length`` steps that holds one of them), and each decision's
+        sequence. The manager's memory advances at every step, so its sequences are every step of an env, not only
+        its decisions; its inputs are computed once (the embeddings it reads are detached)."""
+        group = self.group
+        envs, steps = batch.shape
+        agents = batch.get(group).shape[-1]
+        observed = TensorDict({group: batch.get(group), IS_INIT: batch.get(IS_INIT)}, batch_size=batch.shape)
+        inputs = self.policy.manager_inputs(observed)  # [envs, time, agents] under the group
+        inputs.set(IS_INIT, _per_agent(batch.get(IS_INIT), agents))
+        sequences = inputs.reshape(envs * steps // length, length, agents)
+        run, position = env * (steps // length) + step // length, step % length
+
+        def rows_of(indices: torch.Tensor) -> TensorDictBase:
+            needed, local = torch.unique(run[indices], return_inverse=True)
+            evaluated = _as_sequences(TensorDict({group: sequences[needed]}, batch_size=[len(needed), length]), group)
+            with set_recurrent_mode(True):
+                self.policy.manager(evaluated)
+            return evaluated[local, position[indices]]
+
+        return rows_of, run
+
+    def _current_manager(self, batch: TensorDictBase) -> TensorDictBase:
+        """The manager's outputs at every step of ``batch`` with the current parameters (V-trace)."""
+        if not self.manager_remembers:
+            return self.policy.evaluate_manager(batch.select(self.group).copy())
+        envs, steps = batch.shape
+        length = sequence_length(self.manager_chunk, steps)
+        inputs = batch.select(self.group, IS_INIT).copy().reshape(envs * steps // length, length)
+        with set_recurrent_mode(True):
+            self.policy.evaluate_manager(inputs)
+        return inputs.reshape(envs, steps)
+
+    def _manager_evaluator(self, rows_of, target: TensorDictBase):
         group, value_coef = self.group, self.manager_settings.value_coef
 
         def evaluate(indices: torch.Tensor) -> dict[str, HeadOutputs]:
-            inputs = self.policy.manager(TensorDict({group: samples[indices]}, batch_size=[len(indices)]))
+            inputs = rows_of(indices)
             rows = target[indices]
             agent, chosen = rows.get("agent"), rows.get("option")
             distribution = manager_distribution(self.rules.mode, _of_agent(inputs.get(keys.manager(group, keys.LOGITS)), agent))
@@ -457,6 +532,28 @@ class GroupLearner:
 
         rows = rows_per_minibatch(self.manager_settings, samples.shape[0], samples.shape[1])
         gradient_epochs(self.manager.optimizer, samples.shape[0], rows, self.manager_settings.epochs, loss_of, frames, metrics)
+
+
+def sequence_length(chunk: int | None, steps: int) -> int:
+    """The length of the sequences a level with memory re-runs, for a batch of ``steps`` steps per env."""
+    if chunk is not None and steps % chunk:
+        raise ValueError(f"a memory chunk of {chunk} steps does not divide the batch's {steps} steps per env")
+    return chunk or steps
+
+
+def _per_agent(is_init: torch.Tensor, agents: int) -> torch.Tensor:
+    """The root ``is_init`` ``[..., 1]`` for each agent, ``[..., agents, 1]``, to keep beside the group's samples."""
+    return is_init.unsqueeze(-2).expand(*is_init.shape[:-1], agents, 1)
+
+
+def _as_sequences(inputs: TensorDictBase, group: str) -> TensorDictBase:
+    """Rows ``[runs, time]`` of the group's samples, with the root ``is_init`` the recurrent cores read."""
+    return inputs.set(IS_INIT, inputs.get((group, IS_INIT))[..., 0, :])
+
+
+def _continuing(tensordict: TensorDictBase) -> TensorDictBase:
+    """``tensordict`` (successor states) marked as no episode's first step: recurrent cores go on from their state."""
+    return tensordict.set(IS_INIT, torch.zeros(*tensordict.batch_size, 1, dtype=torch.bool))
 
 
 def _importance_metrics(behaviour: torch.Tensor, target: torch.Tensor, rho_clip: float, level: str) -> dict[str, float]:

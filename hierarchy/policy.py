@@ -33,6 +33,8 @@ from himo.agents.heads import ActorCriticHeads, OptionCriticHeads
 from himo.envs import keys
 from himo.hierarchy.actions import ActionSpace, legal_logits
 from himo.hierarchy.goals import GoalNetwork
+from himo.hierarchy.memory import RecurrentCore
+from himo.hierarchy.state import IS_INIT
 from himo.hierarchy.selectors import OptionRules, OptionSelector
 from himo.modalities.keyed import KeyedModule
 
@@ -51,6 +53,8 @@ class WorkerSpec:
     """Agents its centralised critic reads; ``None``: a local critic."""
     controlled_parts: tuple[str, ...] | None = None
     """Named parts of a composite action it acts on; ``None``: every part."""
+    memory: RecurrentCore | None = None
+    """Its recurrent core between its inputs and its heads (``himo.hierarchy.memory``); ``None``: none."""
 
 
 class AgentIdentity(TensorDictModuleBase):
@@ -75,7 +79,9 @@ class ManagerNetwork(nn.Module):
     With ``option_critic`` it also has a termination head and an option-value head over the
     workers, on the same fused embedding (learned termination). With ``agent_id_size`` the last
     input is the agent's one-hot index, appended to the fused embedding; ``centralised_agents``
-    makes its critic read the whole group (see :class:`ActorCriticHeads`).
+    makes its critic read the whole group (see :class:`ActorCriticHeads`). With ``memory`` a recurrent core sits
+    between the fused embedding and the heads: the inputs then end with the root ``is_init`` and the core's state,
+    and the outputs with its successor state.
     """
 
     def __init__(
@@ -87,11 +93,13 @@ class ManagerNetwork(nn.Module):
         option_critic: bool = False,
         agent_id_size: int = 0,
         centralised_agents: int | None = None,
+        memory: RecurrentCore | None = None,
     ) -> None:
         super().__init__()
         self.fusion = fusion
         self.agent_id_size = agent_id_size
-        features = fused_size + agent_id_size
+        self.memory = memory
+        features = fused_size + agent_id_size if memory is None else memory.size
         self.heads = ActorCriticHeads(features, workers, hidden_sizes, centralised_agents=centralised_agents)
         self.option_heads = OptionCriticHeads(features, workers, hidden_sizes) if option_critic else None
 
@@ -102,10 +110,18 @@ class ManagerNetwork(nn.Module):
         return torch.cat([self.fusion(*(embedding.detach() for embedding in embeddings)), *identity], dim=-1)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any."""
-        fused = self.features(*inputs)
+        """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any, then the
+        memory's successor state if any."""
+        state: tuple[torch.Tensor, ...] = ()
+        if self.memory is not None:
+            split = len(inputs) - 1 - len(self.memory.state_leaves)
+            inputs, (is_init, *carried) = inputs[:split], inputs[split:]
+            fused, *state = self.memory(self.features(*inputs), is_init, *carried)
+        else:
+            fused = self.features(*inputs)
         outputs = self.heads(fused)
-        return outputs if self.option_heads is None else (*outputs, *self.option_heads(fused))
+        outputs = outputs if self.option_heads is None else (*outputs, *self.option_heads(fused))
+        return (*outputs, *state)
 
 
 class GroupPolicy(TensorDictModuleBase):
@@ -149,13 +165,19 @@ class GroupPolicy(TensorDictModuleBase):
         self.worker_names = [worker.name for worker in workers]
         self.encoders = nn.ModuleDict(encoders)
         self.shared_encoders = nn.ModuleDict({name.replace(".", "_"): module for name, module in shared_encoders.items()})
+        self.memories = nn.ModuleDict(
+            {worker.name: self._memory_module(worker) for worker in workers if worker.memory is not None}
+        )
         self.workers = nn.ModuleDict(
             {
                 worker.name: KeyedModule(
                     actions.worker_heads(
-                        worker.input_size, worker.hidden_sizes, worker.allowed_actions, worker.centralised_agents
+                        worker.input_size if worker.memory is None else worker.memory.size,
+                        worker.hidden_sizes,
+                        worker.allowed_actions,
+                        worker.centralised_agents,
                     ),
-                    in_keys=list(worker.inputs),
+                    in_keys=list(worker.inputs) if worker.memory is None else [keys.worker(group, worker.name, keys.MEMORY)],
                     out_keys=[*actions.worker_keys(worker.name), keys.worker(group, worker.name, keys.STATE_VALUE)],
                 )
                 for worker in workers
@@ -172,12 +194,18 @@ class GroupPolicy(TensorDictModuleBase):
         self.agent_identity = agent_identity
         manager_inputs = [keys.embedding(group, modality) for modality in encoders]
         manager_inputs += [keys.agent_id(group)] if agent_identity is not None else []
+        if manager.memory is not None:
+            state = [keys.manager(group, leaf) for leaf in manager.memory.state_leaves]
+            manager_inputs += [IS_INIT, *state]
+            manager_outputs += [(keys.NEXT, *key) for key in state]
         self.manager = KeyedModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
         self.actions = actions
         control = torch.stack([actions.control_mask(worker.controlled_parts) for worker in workers])
         self.selector = OptionSelector(group, self.worker_names, rules, actions, control, turn_based)
         # Built only to compute the declared keys; the modules stay registered once, above.
-        chain = TensorDictSequential(*self._encoding_modules(), *self.workers.values(), self.manager, self.selector)
+        chain = TensorDictSequential(
+            *self._encoding_modules(), *self.memories.values(), *self.workers.values(), self.manager, self.selector
+        )
         active_goal = keys.manager(group, keys.ACTIVE_GOAL)
         # Each worker's goal is written from the goal in force at the step, not read from the env.
         self.worker_goals = [keys.worker(group, name, keys.GOAL) for name in self.worker_names]
@@ -187,6 +215,23 @@ class GroupPolicy(TensorDictModuleBase):
         if goal is not None:
             self.in_keys.append(keys.manager(group, keys.GOAL))
             self.out_keys += [active_goal, (keys.NEXT, *keys.manager(group, keys.GOAL))]
+
+    def _memory_module(self, worker: WorkerSpec) -> KeyedModule:
+        """The worker's recurrent core: its inputs and state in, what its heads read and its successor state out."""
+        state = [keys.worker(self.group, worker.name, leaf) for leaf in worker.memory.state_leaves]
+        return KeyedModule(
+            worker.memory,
+            in_keys=[*worker.inputs, IS_INIT, *state],
+            out_keys=[keys.worker(self.group, worker.name, keys.MEMORY), *((keys.NEXT, *key) for key in state)],
+        )
+
+    @property
+    def memory_states(self) -> list[tuple[str, ...]]:
+        """The recurrent cores' state leaves under the group (the workers', then the manager's): what learning keeps
+        of each step to re-run them."""
+        found = [(keys.WORKERS, name, leaf) for name, core in self.memories.items() for leaf in core.module.state_leaves]
+        manager = self.manager.module.memory
+        return found + ([(keys.MANAGER, leaf) for leaf in manager.state_leaves] if manager is not None else [])
 
     @property
     def observed_keys(self) -> list[str]:
@@ -261,7 +306,9 @@ class GroupPolicy(TensorDictModuleBase):
             active = tensordict.get(keys.manager(self.group, keys.ACTIVE_GOAL))
             for index, key in enumerate(self.worker_goals):
                 tensordict.set(key, active[..., index, :])
-        for worker in self.workers.values():
+        for name, worker in self.workers.items():
+            if name in self.memories:
+                self.memories[name](tensordict)
             worker(tensordict)
         self._mask_illegal(tensordict)
 
@@ -286,23 +333,24 @@ class GroupPolicy(TensorDictModuleBase):
 
     def worker_model(self) -> LevelModel:
         """The worker level: the modality and shared-state encoders, the goal network (it learns through the workers'
-        losses; held fixed by the builder when the manager is frozen), every worker's actor and value heads."""
+        losses; held fixed by the builder when the manager is frozen), the workers' recurrent cores, every worker's
+        actor and value heads."""
         heads = {name: worker.module for name, worker in self.workers.items()}
         goal = [self.goal] if self.goal is not None else []
         return LevelModel(
-            encoder=parameters_of([*self.encoders.values(), *self.shared_encoders.values(), *goal]),
+            encoder=parameters_of([*self.encoders.values(), *self.shared_encoders.values(), *goal, *self.memories.values()]),
             actor=parameters_of([head.actor for head in heads.values()]),
             critic=parameters_of([head.critic for head in heads.values()]),
             heads={name: head.shape() for name, head in heads.items()},
         )
 
     def manager_model(self) -> LevelModel:
-        """The manager level: the fusion, the scores over workers, the value head (and the termination and
-        option-value heads of learned termination)."""
+        """The manager level: the fusion (and its recurrent core), the scores over workers, the value head (and the
+        termination and option-value heads of learned termination)."""
         network = self.manager.module
         critic_modules = [network.heads.critic, *([network.option_heads] if network.option_heads is not None else [])]
         return LevelModel(
-            encoder=parameters_of([network.fusion]),
+            encoder=parameters_of([network.fusion, *([network.memory] if network.memory is not None else [])]),
             actor=parameters_of([network.heads.actor]),
             critic=parameters_of(critic_modules),
             heads={"manager": network.heads.shape()},

@@ -21,12 +21,19 @@ IS_INIT = "is_init"
 """Root key set by ``InitTracker``: True at the first step of an episode."""
 
 
-def option_state_transforms(agents_per_group: Mapping[str, int], workers: int, goal_size: int = 0) -> Compose:
+def option_state_transforms(
+    agents_per_group: Mapping[str, int],
+    workers: int,
+    goal_size: int = 0,
+    memory_states: Mapping[tuple[str, ...], tuple[int, int]] | None = None,
+) -> Compose:
     """The transforms that give an env the option state of every group (``{group: number of agents}``).
 
     ``weights`` (one per worker, float) is the weighted mode's mixture and the one-hot of the option in
     select mode, so both modes carry the same state; ``goal`` (``goal_size`` floats per worker, none when 0) is
-    the manager's briefing of each worker for the option.
+    the manager's briefing of each worker for the option. ``memory_states`` maps each recurrent core's state leaf,
+    as a key under the group (e.g. ``("workers", "audio", "hidden")``), to its ``(layers, size)``
+    (``himo.hierarchy.memory``).
     """
     # Nested composites carry the agent dim so the primed state lines up with the group's data.
     primers = Composite(
@@ -47,5 +54,13 @@ def option_state_transforms(agents_per_group: Mapping[str, int], workers: int, g
             for group, agents in agents_per_group.items()
         }
     )
+    for group, agents in agents_per_group.items():
+        for path, shape in (memory_states or {}).items():
+            parent = primers[group]
+            for part in path[:-1]:
+                if part not in parent.keys():
+                    parent[part] = Composite(shape=(agents,))
+                parent = parent[part]
+            parent[path[-1]] = Unbounded(shape=(agents, *shape), dtype=torch.float32)
     # Envs with agent groups have a reset key per group too; the root one resets whole envs.
     return Compose(InitTracker(init_key=IS_INIT), TensorDictPrimer(primers, expand_specs=True, reset_key="_reset"))

@@ -26,7 +26,7 @@ from himo.agents.optim import NonFiniteLossError
 from himo.agents import tags
 from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.policy import HierarchicalPolicy
-from himo.scenarios.build import build_env
+from himo.scenarios.build import build_env, build_learners
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.collection import ACTOR_SEED_STRIDE
 from himo.scenarios.errors import RunError
@@ -79,11 +79,7 @@ def _actor_learner(
     torch.set_num_threads(scenario.train.threads)
     seed = scenario.train.seed + shared.frames.value + (rank + 1) * ACTOR_SEED_STRIDE
     seed_everything(seed)
-    algorithm = scenario.algorithm
-    learners = {
-        group: GroupLearner(group_policy, algorithm.manager, algorithm.workers, scenario.train.gamma, scenario.train.frames)
-        for group, group_policy in policy.groups.items()
-    }
+    learners = build_learners(scenario, policy)
     for group, learner in learners.items():
         attach_optimizer_state(learner.workers.optimizer, states[group]["workers"])
         if learner.manager is not None:

@@ -14,6 +14,8 @@ from himo.envs.registry import make_env
 from himo.envs.rewards import RewardChannels, RewardFunctionError
 from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
 from himo.hierarchy.goals import GoalNetwork
+from himo.hierarchy.learner import GroupLearner
+from himo.hierarchy.memory import STATE_LEAVES, RecurrentCore
 from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from himo.hierarchy.selectors import OptionRules
 from himo.hierarchy.state import option_state_transforms
@@ -23,7 +25,7 @@ from himo.modalities.vector import MlpEncoderConfig
 from himo.scenarios.checkpoint import CheckpointError
 from himo.scenarios.run_checkpoints import read_named_checkpoint
 from himo.scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
-from himo.scenarios.schema import LearnedTermination, Scenario
+from himo.scenarios.schema import LearnedTermination, MemoryConfig, Scenario
 
 
 def _error(scenario: Scenario, path: tuple[str, ...], message: str) -> ScenarioError:
@@ -80,10 +82,34 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     groups = agent_groups(env)
     goal_size = scenario.manager.goal.size if scenario.manager.goal is not None else 0
     agents = {group: agents_in(env, group) for group in groups}
-    env.append_transform(option_state_transforms(agents, len(scenario.workers), goal_size))
+    env.append_transform(option_state_transforms(agents, len(scenario.workers), goal_size, memory_states(scenario)))
     env.append_transform(_episode_returns(scenario, groups))
     env.append_transform(StepCounter())
     return env
+
+
+def memory_states(scenario: Scenario) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Every recurrent core's state leaves under a group, with their ``(layers, size)``."""
+    cores = {(keys.WORKERS, name): worker.memory for name, worker in scenario.workers.items() if worker.memory}
+    cores |= {(keys.MANAGER,): scenario.manager.memory} if scenario.manager.memory is not None else {}
+    return {
+        (*path, leaf): (memory.layers, memory.hidden) for path, memory in cores.items() for leaf in STATE_LEAVES[memory.kind]
+    }
+
+
+def build_learners(scenario: Scenario, policy: HierarchicalPolicy) -> dict[str, GroupLearner]:
+    """One learner per agent group of ``policy``, with the scenario's algorithms and memory chunks."""
+    algorithm, train = scenario.algorithm, scenario.train
+    worker_chunk = next((worker.memory.chunk for worker in scenario.workers.values() if worker.memory), None)
+    manager_chunk = scenario.manager.memory.chunk if scenario.manager.memory is not None else None
+    return {
+        group: GroupLearner(group_policy, algorithm.manager, algorithm.workers, train.gamma, train.frames, worker_chunk, manager_chunk)
+        for group, group_policy in policy.groups.items()
+    }
+
+
+def _recurrent_core(memory: MemoryConfig | None, input_size: int) -> RecurrentCore | None:
+    return RecurrentCore(memory.kind, input_size, memory.hidden, memory.layers) if memory is not None else None
 
 
 def _episode_returns(scenario: Scenario, groups: list[str]) -> RewardSum:
@@ -197,7 +223,8 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             size = sum(scenario.modalities[modality].embedding_dim for modality in modalities)
             size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size + goal_size
             allowed = _allowed_actions(scenario, env, name, actions.total) if isinstance(actions, DiscreteActions) else None
-            workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, centralised, worker.parts))
+            core = _recurrent_core(worker.memory, size)
+            workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, centralised, worker.parts, core))
         manager = scenario.manager
         fusion = build_fusion(
             manager.fusion,
@@ -215,6 +242,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             option_critic=rules.learned,
             agent_id_size=identity_size,
             centralised_agents=centralised,
+            memory=_recurrent_core(manager.memory, fusion.output_dim + identity_size),
         )
         identity = AgentIdentity(group, agents) if identity_size else None
         legal_actions, turn_based = _env_masks(scenario, env, group, actions)
@@ -254,7 +282,7 @@ def _env_masks(scenario: Scenario, env: EnvBase, group: str, actions: ActionSpac
     return legal_actions, turn_based
 
 
-LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "workers"), "manager": ("manager", "goal")}
+LEVEL_MODULES = {"workers": ("encoders", "shared_encoders", "memories", "workers"), "manager": ("manager", "goal")}
 """Sub-modules of each group policy that belong to each level."""
 
 

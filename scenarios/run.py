@@ -25,9 +25,8 @@ from tqdm import tqdm
 from himo.agents.optim import NonFiniteLossError
 from himo.agents.sac import ReplayBufferTooLarge
 from himo.agents import tags
-from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.policy import HierarchicalPolicy
-from himo.scenarios.build import build_env, build_policy, load_level_checkpoints
+from himo.scenarios.build import build_env, build_learners, build_policy, load_level_checkpoints
 from himo.scenarios.errors import RunError
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.asynchronous import run_actor_learners, uses_actor_learners
@@ -105,11 +104,7 @@ class Trainer:
         torch.set_num_threads(scenario.train.threads)
         self.policy: HierarchicalPolicy = build_policy(scenario, self.env)
         load_level_checkpoints(scenario, self.policy)
-        algorithm = scenario.algorithm
-        self.learners = {
-            group: GroupLearner(policy, algorithm.manager, algorithm.workers, scenario.train.gamma, scenario.train.frames)
-            for group, policy in self.policy.groups.items()
-        }
+        self.learners = build_learners(scenario, self.policy)
         if checkpoint:
             try:
                 self.policy.load_state_dict(checkpoint["policy"])

@@ -50,6 +50,21 @@ class EnvConfig(Section):
         return value
 
 
+class MemoryConfig(Section):
+    """A recurrent core between a level's encoders and its heads, carried between steps and reset at episode start."""
+
+    kind: Literal["gru", "lstm"] = Field("gru", description="gru or lstm (TorchRL's GRUModule / LSTMModule).")
+    hidden: int = Field(64, ge=1, le=4096, description="Size of the recurrent state; the heads read this many features.")
+    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.")
+    chunk: int | None = Field(
+        None,
+        ge=1,
+        description="Learning re-runs the core over sequences of this many steps of one env, each from the state stored "
+        "at its first step (truncated backpropagation through time); it must divide the steps each env gives a batch. "
+        "null: the whole batch's sequence of each env.",
+    )
+
+
 class WorkerConfig(Section):
     """One specialist worker: what it perceives, what it is rewarded for and what it may do."""
 
@@ -75,6 +90,9 @@ class WorkerConfig(Section):
     )
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field(
         (64, 64), min_length=1, description="Hidden layer sizes of the worker's actor and critic."
+    )
+    memory: MemoryConfig | None = Field(
+        None, description="A recurrent core between the worker's inputs and its heads; null: it acts on each step alone."
     )
 
 
@@ -155,6 +173,11 @@ class ManagerConfig(Section):
         "by the truncated importance ratio min(1, pi_worker / pi_acting) of the action taken (intra-option learning); "
         "false: a worker's actor learns only from its own steps.",
     )
+    memory: MemoryConfig | None = Field(
+        None,
+        description="A recurrent core between the manager's fused embedding and its heads, advanced at every step "
+        "(not only at decisions); null: it decides on each step alone.",
+    )
 
     @field_validator("termination", mode="before")
     @classmethod
@@ -175,6 +198,12 @@ class ManagerConfig(Section):
                 ("intra_option",),
                 "intra-option learning is for mode 'select': in weighted mode every worker already learns from every "
                 "step, through the mixture",
+            )
+        if self.memory is not None and self.termination.kind == "learned":
+            raise FieldProblem(
+                ("memory",),
+                "a recurrent manager is not built for learned termination (its termination pass learns from single "
+                "steps): use interval termination, or no manager memory",
             )
         if self.mode == "weighted" and self.termination.kind == "learned":
             raise FieldProblem(
@@ -378,6 +407,43 @@ class Scenario(Section):
                         f"use another worker algorithm",
                     )
         return self
+
+    @model_validator(mode="after")
+    def _memory_can_be_learned(self) -> Scenario:
+        remembering = {("workers", name): worker.memory for name, worker in self.workers.items() if worker.memory}
+        if self.manager.memory is not None and len(self.workers) > 1:
+            remembering[("manager",)] = self.manager.memory
+        for path, memory in remembering.items():
+            level = path[0]
+            algorithm = ALGORITHMS[getattr(self.algorithm, level).name]
+            if algorithm.targets is Targets.REPLAY:
+                raise FieldProblem(
+                    (*path, "memory"),
+                    f"{algorithm.name} learns from replayed single steps, and a recurrent core needs whole sequences: "
+                    f"use an on-policy algorithm for the {level}, or no memory",
+                )
+            steps = self.steps_per_batch
+            if memory.chunk is not None and steps % memory.chunk:
+                raise FieldProblem(
+                    (*path, "memory", "chunk"),
+                    f"each env gives a batch {steps} steps (train.frames_per_batch / env.num_envs"
+                    f"{' / train.collectors' if self.train.backend == 'ray' else ''}): make the chunk divide {steps}",
+                )
+        chunks = {memory.chunk for path, memory in remembering.items() if path[0] == "workers"}
+        if len(chunks) > 1:
+            raise FieldProblem(
+                ("workers",),
+                f"the workers learn in shared minibatches of sequences: give every worker's memory the same chunk "
+                f"(got {sorted(chunks, key=str)})",
+            )
+        return self
+
+    @property
+    def steps_per_batch(self) -> int:
+        """Consecutive steps each env gives a batch (a Ray collector of synchronous algorithms gives its share)."""
+        lagged = Collection.LAGGED in collections_of(self.algorithm.workers.name, self.algorithm.manager.name)
+        shares = self.train.collectors if self.train.backend == "ray" and not lagged else 1
+        return max(1, self.train.frames_per_batch // (self.env.num_envs * shares))
 
     @model_validator(mode="after")
     def _rewards_do_not_shadow_the_team_reward(self) -> Scenario:

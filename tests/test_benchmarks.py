@@ -162,3 +162,31 @@ def test_beacon_diagnosis_splits_the_episodes_by_how_they_ended_and_measures_eac
     separation = mission_separation(folder)
     assert separation is not None and set(separation) == {"image", "text", "audio"}
     assert all(value >= 0.0 for value in separation.values())
+
+
+def test_every_memory_variant_loads_and_only_the_recurrent_one_remembers() -> None:
+    from memory import TASKS, VARIANTS, variant_overrides
+
+    for task in TASKS.values():
+        for variant in VARIANTS:
+            scenario = load(task["scenario"], variant_overrides(task["scenario"], variant))
+            cores = [worker.memory for worker in scenario.workers.values()] + [scenario.manager.memory]
+            remembering = [core for core in cores if core is not None]
+            expected = len(scenario.workers) + (len(scenario.workers) > 1) if variant == "recurrent" else 0
+            assert len(remembering) == expected, (task, variant)
+
+
+def test_memory_results_merge_by_task_variant_and_seed() -> None:
+    from memory import merge
+
+    def run(seed: int, success: float) -> dict:
+        return {"task": "doorkey", "variant": "recurrent", "seed": seed, "frames": 100, "greedy_success": success,
+                "training_success": success, "greedy_return": success, "fps": 1.0}
+
+    first = merge({}, [run(1, 0.5), run(0, 0.25)], "aaa")
+    assert first["tasks"]["doorkey"]["recurrent"]["seeds"] == [0, 1]
+    assert first["tasks"]["doorkey"]["recurrent"]["greedy_success"] == [0.25, 0.5]
+    second = merge(first, [run(1, 0.75), {**run(2, 0.0), "error": "boom"}], "bbb")
+    line = second["tasks"]["doorkey"]["recurrent"]
+    assert line["seeds"] == [0, 1] and line["greedy_success"] == [0.25, 0.75] and line["commit"] == ["aaa", "bbb"]
+    assert second["frames"] == {"doorkey": 100}

@@ -125,6 +125,20 @@ def test_a_sac_run_resumes_exactly_with_its_replay_buffers(tmp_path: Path, monke
     assert_continues_exactly(folder, resume(folder, progress=False), reference, CHECKPOINT_EVERY)
 
 
+def test_a_run_with_memory_resumes_exactly_with_its_recurrent_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    remembering = ("workers.audio.memory={kind: lstm, hidden: 8}", "manager.memory={hidden: 8}")
+    reference = train(beacon(tmp_path / "whole", remembering), progress=False)
+    on_call(monkeypatch, BeaconEnv, "_step", 2 * STEPS_PER_BATCH + 10, crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        train(beacon(tmp_path / "cut", remembering), progress=False)
+    monkeypatch.undo()
+    (folder,) = (tmp_path / "cut").iterdir()
+    carried = load_checkpoint(newest_checkpoint(folder))["collection"]["carried"]
+    for leaf in (("workers", "audio", "hidden"), ("workers", "audio", "cell"), ("manager", "hidden")):
+        assert carried.get(("agents", *leaf)).abs().sum() > 0, leaf  # the state mid-episode, not a fresh one
+    assert_continues_exactly(folder, resume(folder, progress=False), reference, CHECKPOINT_EVERY)
+
+
 def test_ctrl_c_while_collecting_saves_the_last_batch_s_state_and_resumes_exactly(
     uninterrupted: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

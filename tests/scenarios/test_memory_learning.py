@@ -1,0 +1,43 @@
+"""Learning is proved by learning: on a task only memory solves (``recall``: a cue at the first step, the choice
+three steps later), a recurrent worker succeeds and a memoryless one cannot (each measured greedy on fresh episodes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recall import RECALL_ID, SIZE
+
+from himo.scenarios.evaluate import evaluate
+from himo.scenarios.loader import load
+from himo.scenarios.run import train
+
+LEVEL = "{name: ppo, lr: 3.0e-3, minibatch_size: 256, epochs: 4}"
+
+
+def greedy_success(folder: Path, memory: str) -> float:
+    folder.mkdir()
+    path = folder / "recall.yaml"
+    path.write_text(
+        f"""
+name: recall
+env: {{id: gymnasium/{RECALL_ID}, num_envs: 16, success_above: 0.5}}
+modalities:
+  cue: {{key: cue, encoder: mlp, embedding_dim: 16}}
+workers:
+  cue: {{hidden: [32], memory: {memory}}}
+algorithm: {{workers: {LEVEL}, manager: {LEVEL}}}
+train: {{frames: 16384, frames_per_batch: 512, seed: 0}}
+log: {{dir: {folder}}}
+"""
+    )
+    run = train(load(path), progress=False)
+    return evaluate(run.folder, 200).success_rate
+
+
+def test_a_recurrent_worker_acts_on_a_cue_it_no_longer_sees(tmp_path: Path) -> None:
+    recurrent = greedy_success(tmp_path / "gru", "{kind: gru, hidden: 32}")
+    memoryless = greedy_success(tmp_path / "none", "null")
+    # A memoryless policy names the cue in at most 1 / SIZE of the episodes (see recall). Seeds 0-2 gave 1.0 with a
+    # GRU and with an LSTM, and 0.300, 0.305, 0.305 without memory.
+    assert SIZE == 4 and memoryless <= 0.4, memoryless
+    assert recurrent >= 0.9, recurrent
