@@ -59,10 +59,19 @@ def flat_reward_mix(base: Scenario, reward: Mapping[str, float] | None = None) -
 
 def flat_overrides(base: Scenario, reward: Mapping[str, float] | None = None) -> list[str]:
     """``--set`` overrides making ``base`` flat: one worker reading every modality and shared state, no goals,
-    rewarded with :func:`flat_reward_mix`."""
+    rewarded with :func:`flat_reward_mix`, with the memory the workers have (a fair comparison: the same recurrent
+    core, when every worker has the same one)."""
     shared = sorted({key for worker in base.workers.values() for key in worker.shared})
     worker = {"modalities": list(base.modalities), "shared": shared, "reward": flat_reward_mix(base, reward)}
-    return [f"workers={{flat: {json.dumps(worker)}}}", "manager.goal=null"]
+    memories = {json.dumps(worker.memory.model_dump(mode="json")) if worker.memory else "null" for worker in base.workers.values()}
+    if len(memories) > 1:
+        raise ScenarioError.single(
+            base.name,
+            "the flat variant gets the workers' memory, and they differ: give every worker the same memory (or none)",
+        )
+    memory = json.loads(memories.pop())
+    worker |= {"memory": memory} if memory is not None else {}
+    return [f"workers={{flat: {json.dumps(worker)}}}", "manager.goal=null", "manager.memory=null"]
 
 
 def without_modality(base: Scenario, removed: str) -> list[str]:

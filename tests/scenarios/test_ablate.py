@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from himo.scenarios.ablation import ablation_variants
+from himo.scenarios.ablation import ablation_variants, flat_overrides
 from himo.scenarios.cli import main
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.loader import load
@@ -113,3 +113,13 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
 def test_an_unknown_variant_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ablate", "beacon", "--variants", "no_smell", "--out", str(tmp_path)]) == 2
     assert "no_smell" in capsys.readouterr().err
+
+
+def test_the_flat_variant_gets_the_workers_memory_and_no_manager_memory() -> None:
+    remembering = [f"workers.{name}.memory={{hidden: 16}}" for name in ("image", "text", "audio")]
+    base = load("beacon", [*remembering, "manager.memory={hidden: 8}"])
+    flat = load("beacon", [*remembering, "manager.memory={hidden: 8}", *flat_overrides(base)])
+    assert flat.workers["flat"].memory == base.workers["audio"].memory and flat.manager.memory is None
+    assert load("beacon", flat_overrides(load("beacon"))).workers["flat"].memory is None
+    with pytest.raises(ScenarioError, match="the same memory"):
+        flat_overrides(load("beacon", ["workers.audio.memory={hidden: 16}"]))
