@@ -22,6 +22,11 @@ A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so valu
 policy's log-probabilities are re-evaluated with the current parameters, before either level's
 update changes them, and the importance weights ``pi / mu`` correct the returns).
 
+With memory, a level's samples are grouped in sequences (each env's steps of the batch, or chunks of them) and its
+minibatches are whole sequences, over which the recurrent cores are re-run in TorchRL's recurrent mode from the state
+stored at each sequence's first step (``himo.hierarchy.memory``); the manager's core is re-run over every step of its
+sequences and its decisions are read out of that run.
+
 An off-policy level (SAC) gets transitions to store instead: a worker's are every env step, with its
 own reward channel, whichever worker acted (each worker's Q-functions learn ``Q^{pi_m}`` of its own
 channel from all the group's experience); the manager's are its options, with the option's discounted

@@ -14,7 +14,9 @@ learning all see only legal actions. In turn-based envs (``(group, "mask")``) th
 advances only on an agent's own turns (``himo.hierarchy.selectors``).
 
 With goals (``himo.hierarchy.goals``) a step runs in this order: encoders, manager, the decision, the
-goal in force, the workers' heads (which read it), the action.
+goal in force, the workers' heads (which read it), the action. With memory (``himo.hierarchy.memory``) a
+worker's recurrent core runs just before its heads, on its inputs, and the manager's between its fusion and
+its heads; both advance at every step.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ steps as primed keys.
 
 A ``TensorDictPrimer`` declares ``(group, "manager", "option")``, ``(group, "manager", "age")``,
 ``(group, "manager", "weights")`` and, with goals, ``(group, "manager", "goal")`` (zeros at every reset) and an ``InitTracker`` flags each
-episode's first step, where the manager always decides. The policy reads the state and writes its successor under ``"next"``, so any
-TorchRL collector carries it and episodes reset it.
+episode's first step, where the manager always decides (and recurrent cores start from zeros). With memory
+(``himo.hierarchy.memory``) the cores' states are primed the same way. The policy reads the state and writes its successor under
+``"next"``, so any TorchRL collector carries it and episodes reset it.
 """
 
 from __future__ import annotations
