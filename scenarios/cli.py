@@ -75,7 +75,7 @@ def _resume(arguments: argparse.Namespace) -> int:
 def _eval(arguments: argparse.Namespace) -> int:
     from himo.scenarios.evaluate import evaluate
 
-    print(evaluate(Path(arguments.run), arguments.episodes).summary())
+    print(evaluate(Path(arguments.run), arguments.episodes, arguments.sample).summary())
     return 0
 
 
@@ -179,9 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("eval", help="evaluate the greedy policy of a run's newest readable checkpoint")
+    evaluate = commands.add_parser("eval", help="evaluate the greedy (or --sample: sampling) policy of a run's newest readable checkpoint")
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    evaluate.add_argument(
+        "--sample", action="store_true", help="sample actions and the manager's choices, as in training (default: greedy)"
+    )
     evaluate.set_defaults(handler=_eval)
 
     resume = commands.add_parser("resume", help="continue a run from its newest readable checkpoint")

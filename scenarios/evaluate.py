@@ -1,4 +1,4 @@
-"""Evaluate a run: its greedy policy on fresh episodes, through the same collector path as training."""
+"""Evaluate a run: its greedy (or sampling) policy on fresh episodes, through the same collector path as training."""
 
 from __future__ import annotations
 
@@ -42,10 +42,13 @@ class Evaluation:
     success_rate: float | None = None
     """Share of the episodes that succeeded: a team return above ``env.success_above``, else the env's own
     success signal (None without either)."""
+    sampled: bool = False
+    """Whether the policy sampled its actions and choices (as in training) rather than taking the most likely."""
 
     def summary(self) -> str:
         """A human-readable report."""
-        lines = [f"{self.episodes} episodes with the greedy policy, mean length {self.episode_length:.1f}"]
+        policy = "sampling" if self.sampled else "greedy"
+        lines = [f"{self.episodes} episodes with the {policy} policy, mean length {self.episode_length:.1f}"]
         if self.success_rate is not None:
             lines.append(f"  success rate {self.success_rate:.1%}")
         for group, result in self.groups.items():
@@ -57,8 +60,9 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate(folder: Path, episodes: int) -> Evaluation:
-    """Run the greedy policy of the run in ``folder`` for one episode in each of ``episodes`` envs.
+def evaluate(folder: Path, episodes: int, sample: bool = False) -> Evaluation:
+    """Run the greedy policy of the run in ``folder`` for one episode in each of ``episodes`` envs (with ``sample``,
+    the policy samples its actions and the manager its choices, as in training).
 
     The policy is that of the run's newest readable checkpoint (a newer one that cannot be read is
     skipped with a warning on stderr). Every env's first episode counts, however long it is, so short
@@ -80,7 +84,7 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
         frames_per_batch=episodes * 64,
         total_frames=-1,
         device=env.device,
-        exploration_type=ExplorationType.DETERMINISTIC,
+        exploration_type=ExplorationType.RANDOM if sample else ExplorationType.DETERMINISTIC,
         auto_register_policy_transforms=False,
     )
     groups = list(policy.groups)
@@ -113,4 +117,5 @@ def evaluate(folder: Path, episodes: int) -> Evaluation:
         )
     successes = episode_successes(results, groups, scenario.env.success_above)
     success = None if successes is None else successes.float().mean().item()
-    return Evaluation(results.shape[0], results.get(keys.STEP_COUNT).float().mean().item(), groups_evaluation, success)
+    length = results.get(keys.STEP_COUNT).float().mean().item()
+    return Evaluation(results.shape[0], length, groups_evaluation, success, sample)

@@ -135,6 +135,17 @@ def test_eval_prints_team_channel_returns_and_manager_choices(beacon_run, capsys
     assert 98 <= sum(int(share) for share in shares.values()) <= 102  # rounded percentages
 
 
+def test_eval_sample_runs_the_sampling_policy(beacon_run, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = beacon_run
+    summaries = {}
+    for flags in ([], ["--sample"]):
+        assert main(["eval", str(folder), "--episodes", "16", *flags]) == 0
+        summaries[bool(flags)] = capsys.readouterr().out
+    assert re.search(r"^16 episodes with the sampling policy, mean length [\d.]+$", summaries[True], re.MULTILINE)
+    # The same fresh episodes (one evaluation seed): only the policy's sampling can make them differ.
+    assert summaries[True].splitlines()[1:] != summaries[False].splitlines()[1:], summaries
+
+
 def test_resume_of_a_corrupt_checkpoint_is_a_clear_error_that_keeps_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
