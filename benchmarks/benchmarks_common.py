@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from himo.scenarios.schema import Scenario
@@ -30,6 +32,16 @@ def run_in_child(script: str, spec: dict) -> dict:
     if child.returncode != 0 or not lines:
         return {**spec, "error": (child.stderr or child.stdout)[-2000:]}
     return json.loads(lines[-1][len(CHILD_PREFIX):])
+
+
+def run_children(script: str, jobs: list[dict], processes: int, describe: Callable[[dict], str]) -> list[dict]:
+    """Each job through :func:`run_in_child`, ``processes`` at a time; each result's ``describe`` line is printed in
+    job order as it is known. Returns the results in job order."""
+    with ThreadPoolExecutor(processes) as pool:
+        futures = [pool.submit(run_in_child, script, job) for job in jobs]
+        for future in futures:
+            print(describe(future.result()), flush=True)
+    return [future.result() for future in futures]
 
 
 def print_child_result(result: dict) -> None:

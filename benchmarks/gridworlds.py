@@ -23,10 +23,9 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks_common import figure_panels, print_child_result, run_in_child, save_figure_file, train_and_evaluate
+from benchmarks_common import figure_panels, print_child_result, run_children, save_figure_file, train_and_evaluate
 
 WINDOW_EPISODES = 512
 """Fewest ended episodes a training-curve point averages (the most recent whole batches)."""
@@ -169,11 +168,7 @@ def main() -> None:
     print(f"{'task':12s} {'seed':>4s} {'budget':>10s} {'eps to 99%':>12s} {'frames to R':>12s} {'success':>8s}"
           f" {'return':>8s} {'greedy s':>8s} {'greedy R':>8s} {'wall s':>7s} {'fps':>6s}", flush=True)
     start = time.perf_counter()
-    with ThreadPoolExecutor(arguments.jobs) as pool:
-        futures = [pool.submit(run_in_child, __file__, job) for job in jobs]
-        for future in futures:
-            print(describe(future.result()), flush=True)
-    runs = [future.result() for future in futures]
+    runs = run_children(__file__, jobs, arguments.jobs, describe)
     results = {task: [run for run in runs if run["task"] == task] for task in arguments.tasks}
     summary = {task: summarise(task, group) for task, group in results.items()}
     print(f"\nmedians over seeds {arguments.seeds} (total wall {time.perf_counter() - start:.0f} s)")

@@ -19,10 +19,9 @@ import argparse
 import json
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks_common import print_child_result, run_in_child, train_and_evaluate
+from benchmarks_common import print_child_result, run_children, train_and_evaluate
 from gridworlds import windows
 
 TASKS = {
@@ -118,11 +117,7 @@ def main() -> None:
     print(f"{'task':10s} {'variant':11s} {'seed':>4s} {'frames':>10s} {'training':>9s} {'greedy':>9s} {'greedy R':>9s}"
           f" {'wall s':>7s} {'fps':>6s}", flush=True)
     start = time.perf_counter()
-    with ThreadPoolExecutor(arguments.jobs) as pool:
-        futures = [pool.submit(run_in_child, __file__, job) for job in jobs]
-        for future in futures:
-            print(describe(future.result()), flush=True)
-    runs = [future.result() for future in futures]
+    runs = run_children(__file__, jobs, arguments.jobs, describe)
     previous = json.loads(arguments.out.read_text()) if arguments.out.exists() else {}
     merged = merge(previous, runs, commit)
     arguments.out.write_text(json.dumps(merged, indent=1) + "\n")
