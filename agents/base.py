@@ -263,8 +263,9 @@ def minibatches(size: int, minibatch_size: int, epochs: int, runs: torch.Tensor 
         rank = torch.empty(count, dtype=torch.long)
         rank[torch.randperm(count)] = torch.arange(count)
         # Sorting by (rank of the sequence, position) keeps each sequence's samples together and in order.
-        order = torch.argsort(rank[run] * size + torch.arange(size))
-        sizes = torch.bincount(rank[run][order] // runs_per_minibatch)
+        ranked = rank[run]
+        order = torch.argsort(ranked * size + torch.arange(size))
+        sizes = torch.bincount(ranked[order] // runs_per_minibatch)
         yield from torch.split(order, sizes.tolist())
 
 
