@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,20 +22,32 @@ def _orthogonal_init(network: MLP, last_gain: float) -> MLP:
     return network
 
 
+@dataclass(frozen=True)
+class CriticView:
+    """What a critic reads beside its agent's own features (``multi_agent.critic``)."""
+
+    agents: int | None = None
+    """Centralised (and global): the whole group's features too, for a group of this many agents; ``None``: not."""
+    extra: int = 0
+    """Global: this many features at the end of the input are the other groups' observations, which only the critic
+    reads (``himo.envs.other_groups``)."""
+
+
 class ActorCriticHeads(nn.Module):
     """Logits over discrete choices (masked to the allowed ones) and a state value, from concatenated features.
 
     Features are laid out ``[..., agents, features]``, one row per agent of the group. A local critic
     reads an agent's own features; a centralised critic (MAPPO-style, with an agent-specific global
     state) reads its own features followed by every agent's of the group, so each agent still gets
-    the value of its own return.
+    the value of its own return; a global one also reads ``critic.extra`` features that follow the agent's own in
+    the input (the other groups' observations), which the actor never sees.
 
     Args:
-        in_features: size of the concatenated feature vector of one agent.
+        in_features: size of the concatenated feature vector of one agent (the actor's input).
         choices: number of discrete choices (actions for a worker, workers for the manager).
         hidden_sizes: hidden layer sizes of both the actor and the critic MLP.
         allowed: indices of the choices this head may pick; ``None`` allows all.
-        centralised_agents: number of agents the centralised critic reads; ``None`` makes the critic local.
+        critic: what the critic reads beside the agent's own features; by default nothing (a local critic).
     """
 
     def __init__(
@@ -43,16 +56,18 @@ class ActorCriticHeads(nn.Module):
         choices: int,
         hidden_sizes: Sequence[int],
         allowed: Sequence[int] | None = None,
-        centralised_agents: int | None = None,
+        critic: CriticView = CriticView(),
     ) -> None:
         super().__init__()
         self.actor = _orthogonal_init(
             MLP(in_features=in_features, out_features=choices, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
             last_gain=0.01,
         )
-        self.centralised_agents = centralised_agents
+        self.in_features = in_features
+        self.view = critic
         self.hidden_sizes = tuple(hidden_sizes)
-        critic_features = in_features * (1 + centralised_agents) if centralised_agents else in_features
+        critic_features = in_features * (1 + critic.agents) if critic.agents else in_features
+        critic_features += critic.extra
         self.critic_features = critic_features
         self.critic = _orthogonal_init(
             MLP(in_features=critic_features, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
@@ -65,7 +80,7 @@ class ActorCriticHeads(nn.Module):
     def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [..., choices], value [..., 1])``; disallowed choices get the lowest finite logit."""
         inputs = torch.cat([feature.float() for feature in features], dim=-1)
-        logits = self.actor(inputs)
+        logits = self.actor(inputs[..., : self.in_features])
         logits = logits.masked_fill(~self.allowed, torch.finfo(logits.dtype).min)
         return logits, self.critic(self.critic_inputs(inputs))
 
@@ -75,14 +90,16 @@ class ActorCriticHeads(nn.Module):
         return HeadShape(self.critic_features, choices, int(self.allowed.sum()), False, self.hidden_sizes)
 
     def critic_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """What the critic reads: each agent's own features, then (centralised) the whole group's."""
-        if self.centralised_agents is None:
+        """What the critic reads: each agent's own features, then (centralised) the whole group's, then (global) the
+        features only the critic reads."""
+        if self.view.agents is None:
             return inputs
-        agents = inputs.shape[-2]
-        if agents != self.centralised_agents:
-            raise ValueError(f"the centralised critic was built for {self.centralised_agents} agents, got {agents}")
-        group = inputs.flatten(-2).unsqueeze(-2).expand(*inputs.shape[:-1], agents * inputs.shape[-1])
-        return torch.cat([inputs, group], dim=-1)
+        own, extra = inputs[..., : self.in_features], inputs[..., self.in_features :]
+        agents = own.shape[-2]
+        if agents != self.view.agents:
+            raise ValueError(f"the centralised critic was built for {self.view.agents} agents, got {agents}")
+        group = own.flatten(-2).unsqueeze(-2).expand(*own.shape[:-1], agents * own.shape[-1])
+        return torch.cat([own, group, extra], dim=-1)
 
 
 class OptionCriticHeads(nn.Module):
@@ -121,15 +138,15 @@ class GaussianActorCriticHeads(ActorCriticHeads):
         in_features: size of the concatenated feature vector of one agent.
         size: number of action dimensions.
         hidden_sizes: hidden layer sizes of both the actor and the critic MLP.
-        centralised_agents: number of agents the centralised critic reads; ``None`` makes the critic local.
+        critic: what the critic reads beside the agent's own features (see :class:`ActorCriticHeads`).
     """
 
     LOG_SCALE_RANGE = (-5.0, 2.0)
 
     def __init__(
-        self, in_features: int, size: int, hidden_sizes: Sequence[int], centralised_agents: int | None = None
+        self, in_features: int, size: int, hidden_sizes: Sequence[int], critic: CriticView = CriticView()
     ) -> None:
-        super().__init__(in_features, 2 * size, hidden_sizes, centralised_agents=centralised_agents)
+        super().__init__(in_features, 2 * size, hidden_sizes, critic=critic)
         self.size = size
 
     def shape(self) -> HeadShape:
@@ -139,5 +156,5 @@ class GaussianActorCriticHeads(ActorCriticHeads):
     def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loc [..., size], scale [..., size], value [..., 1])``."""
         inputs = torch.cat([feature.float() for feature in features], dim=-1)
-        loc, log_scale = self.actor(inputs).chunk(2, dim=-1)
+        loc, log_scale = self.actor(inputs[..., : self.in_features]).chunk(2, dim=-1)
         return loc, log_scale.clamp(*self.LOG_SCALE_RANGE).exp(), self.critic(self.critic_inputs(inputs))

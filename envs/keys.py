@@ -34,6 +34,7 @@ REWARD_CHANNELS = "reward_channels"
 EMBEDDING = "embedding"
 FUSED = "fused"
 AGENT_ID = "agent_id"  # one-hot index of the agent within its group (optional policy input)
+OTHER_GROUPS = "other_groups"  # observation: every other group's vector observations, what global critics read
 
 # Hierarchy levels and their terms.
 MANAGER = "manager"

@@ -25,7 +25,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution
 from torchrl.data import Bounded, Categorical as CategoricalSpec, Composite, TensorSpec
 
-from himo.agents.heads import ActorCriticHeads
+from himo.agents.heads import ActorCriticHeads, CriticView
 from himo.agents.soft_policies import CategoricalPolicy, SquashedGaussianPolicy
 from himo.envs import keys
 
@@ -88,7 +88,7 @@ class ActionSpace(Protocol):
         ...
 
     def worker_heads(
-        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, centralised_agents: int | None
+        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, critic: CriticView
     ) -> nn.Module:
         """A worker's actor-critic heads: the policy parameters (:meth:`worker_keys`), then the value."""
         ...
@@ -214,10 +214,10 @@ class DiscreteActions:
         return list(logits.split(self.sizes, dim=-1))
 
     def worker_heads(
-        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, centralised_agents: int | None
+        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, critic: CriticView
     ) -> nn.Module:
         """Logits over every part (the disallowed ones masked) and a value."""
-        return ActorCriticHeads(in_features, self.total, hidden_sizes, allowed, centralised_agents)
+        return ActorCriticHeads(in_features, self.total, hidden_sizes, allowed, critic)
 
     def worker_keys(self, worker: str) -> list[tuple[str, ...]]:
         """The worker's logits."""

@@ -25,7 +25,7 @@ from torch.distributions import Independent, Normal
 from torchrl.data import Bounded
 from torchrl.modules import TanhNormal
 
-from himo.agents.heads import GaussianActorCriticHeads
+from himo.agents.heads import CriticView, GaussianActorCriticHeads
 from himo.agents.soft_policies import SquashedGaussianPolicy
 from himo.envs import keys
 from himo.hierarchy.actions import WorkerPolicy
@@ -63,12 +63,12 @@ class ContinuousActions:
         return 1
 
     def worker_heads(
-        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, centralised_agents: int | None
+        self, in_features: int, hidden_sizes: Sequence[int], allowed: Sequence[int] | None, critic: CriticView
     ) -> nn.Module:
         """A Gaussian's mean and scale, and a value."""
         if allowed is not None:
             raise ValueError("a subset of actions is for discrete actions; continuous workers act on the whole vector")
-        return GaussianActorCriticHeads(in_features, self.size, hidden_sizes, centralised_agents)
+        return GaussianActorCriticHeads(in_features, self.size, hidden_sizes, critic)
 
     def worker_keys(self, worker: str) -> list[tuple[str, ...]]:
         """The worker's Gaussian mean and scale."""

@@ -31,7 +31,7 @@ from torch import nn
 
 from himo.agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameters_of
 from himo.agents.soft_policies import CategoricalPolicy
-from himo.agents.heads import ActorCriticHeads, OptionCriticHeads
+from himo.agents.heads import ActorCriticHeads, CriticView, OptionCriticHeads
 from himo.envs import keys
 from himo.hierarchy.actions import ActionSpace, legal_logits
 from himo.hierarchy.goals import GoalNetwork
@@ -51,8 +51,8 @@ class WorkerSpec:
     input_size: int
     hidden_sizes: tuple[int, ...]
     allowed_actions: tuple[int, ...] | None
-    centralised_agents: int | None = None
-    """Agents its centralised critic reads; ``None``: a local critic."""
+    critic: CriticView = CriticView()
+    """What its critic reads beside its own features (``multi_agent.critic``)."""
     controlled_parts: tuple[str, ...] | None = None
     """Named parts of a composite action it acts on; ``None``: every part."""
     memory: RecurrentCore | None = None
@@ -79,11 +79,11 @@ class ManagerNetwork(nn.Module):
     """Fusion of the detached modality embeddings, then the manager's scores over workers and a value.
 
     With ``option_critic`` it also has a termination head and an option-value head over the
-    workers, on the same fused embedding (learned termination). With ``agent_id_size`` the last
-    input is the agent's one-hot index, appended to the fused embedding; ``centralised_agents``
-    makes its critic read the whole group (see :class:`ActorCriticHeads`). With ``memory`` a recurrent core sits
-    between the fused embedding and the heads: the inputs then end with the root ``is_init`` and the core's state,
-    and the outputs with its successor state.
+    workers, on the same fused embedding (learned termination). With ``agent_id_size`` an input after the embeddings
+    is the agent's one-hot index, appended to the fused embedding; ``critic`` says what its critic reads beside them
+    (see :class:`ActorCriticHeads`): with ``critic.extra`` the next input is read by the critic alone. With ``memory``
+    a recurrent core sits between the fused embedding and the heads: the inputs then end with the root ``is_init``
+    and the core's state, and the outputs with its successor state.
     """
 
     def __init__(
@@ -94,34 +94,47 @@ class ManagerNetwork(nn.Module):
         hidden_sizes: Sequence[int],
         option_critic: bool = False,
         agent_id_size: int = 0,
-        centralised_agents: int | None = None,
+        critic: CriticView = CriticView(),
         memory: RecurrentCore | None = None,
     ) -> None:
         super().__init__()
         self.fusion = fusion
         self.agent_id_size = agent_id_size
+        self.critic_extra = critic.extra
         self.memory = memory
         features = fused_size + agent_id_size if memory is None else memory.size
-        self.heads = ActorCriticHeads(features, workers, hidden_sizes, centralised_agents=centralised_agents)
+        self.heads = ActorCriticHeads(features, workers, hidden_sizes, critic=critic)
         self.option_heads = OptionCriticHeads(features, workers, hidden_sizes) if option_critic else None
 
+    def _split(self, inputs: Sequence[torch.Tensor]) -> tuple[Sequence[torch.Tensor], ...]:
+        """``(embeddings, agent id, critic-only input, memory inputs)``, each a (possibly empty) run of ``inputs``."""
+        memory = 1 + len(self.memory.state_leaves) if self.memory is not None else 0
+        end = len(inputs) - memory
+        extra = end - (1 if self.critic_extra else 0)
+        identity = extra - (1 if self.agent_id_size else 0)
+        return inputs[:identity], inputs[identity:extra], inputs[extra:end], inputs[end:]
+
     def features(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """The fused embedding (and the agent id) the heads read, ``[..., features]``."""
-        embeddings, identity = (inputs[:-1], inputs[-1:]) if self.agent_id_size else (inputs, ())
+        """The fused embedding (and the agent id) the heads read, ``[..., features]``, from the manager's inputs."""
+        embeddings, identity, _, _ = self._split(inputs)
         # Workers train the encoders; the manager learns which specialist to trust on top of them.
         return torch.cat([self.fusion(*(embedding.detach() for embedding in embeddings)), *identity], dim=-1)
+
+    def head_inputs(self, features: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """What the heads read: ``features`` then, for a global critic, the critic-only input among ``inputs``."""
+        _, _, extra, _ = self._split(inputs)
+        return torch.cat([features, *extra], dim=-1)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(scores [..., workers], value [..., 1])``, then ``(termination logits, option values)`` if any, then the
         memory's successor state if any."""
         state: tuple[torch.Tensor, ...] = ()
+        fused = self.features(*inputs)
         if self.memory is not None:
-            split = len(inputs) - 1 - len(self.memory.state_leaves)
-            inputs, (is_init, *carried) = inputs[:split], inputs[split:]
-            fused, *state = self.memory(self.features(*inputs), is_init, *carried)
-        else:
-            fused = self.features(*inputs)
-        outputs = self.heads(fused)
+            is_init, *carried = self._split(inputs)[3]
+            fused, *state = self.memory(fused, is_init, *carried)
+        outputs = self.heads(self.head_inputs(fused, *inputs))
+        # The option-critic heads read the manager's own view: its termination acts, like its scores.
         outputs = outputs if self.option_heads is None else (*outputs, *self.option_heads(fused))
         return (*outputs, *state)
 
@@ -142,6 +155,8 @@ class GroupPolicy(TensorDictModuleBase):
         turn_based: the env says which agents act at each step at ``(group, "mask")``.
         goal: the manager's goal networks (one per worker) over every modality's embedding; ``None``: no goals.
             Workers built for goals read their own, ``(group, "workers", <worker>, "goal")``.
+        critic_inputs: keys only the critics read, after their other inputs (global critics: the other groups'
+            observations); workers and manager must be built for them (``CriticView.extra``).
     """
 
     def __init__(
@@ -157,9 +172,13 @@ class GroupPolicy(TensorDictModuleBase):
         legal_actions: bool = False,
         turn_based: bool = False,
         goal: GoalNetwork | None = None,
+        critic_inputs: Sequence[tuple[str, ...]] = (),
     ) -> None:
         super().__init__()
         self.group = group
+        self.critic_inputs = list(critic_inputs)
+        if bool(self.critic_inputs) != bool(manager.critic_extra):
+            raise ValueError("critic-only inputs need a manager network built for them, and only then")
         self.legal_actions = legal_actions
         self.turn_based = turn_based
         self.goal = goal
@@ -177,9 +196,12 @@ class GroupPolicy(TensorDictModuleBase):
                         worker.input_size if worker.memory is None else worker.memory.size,
                         worker.hidden_sizes,
                         worker.allowed_actions,
-                        worker.centralised_agents,
+                        worker.critic,
                     ),
-                    in_keys=list(worker.inputs) if worker.memory is None else [keys.worker(group, worker.name, keys.MEMORY)],
+                    in_keys=[
+                        *(worker.inputs if worker.memory is None else [keys.worker(group, worker.name, keys.MEMORY)]),
+                        *self.critic_inputs,
+                    ],
                     out_keys=[*actions.worker_keys(worker.name), keys.worker(group, worker.name, keys.STATE_VALUE)],
                 )
                 for worker in workers
@@ -196,6 +218,7 @@ class GroupPolicy(TensorDictModuleBase):
         self.agent_identity = agent_identity
         manager_inputs = [keys.embedding(group, modality) for modality in encoders]
         manager_inputs += [keys.agent_id(group)] if agent_identity is not None else []
+        manager_inputs += self.critic_inputs
         if manager.memory is not None:
             state = [keys.manager(group, leaf) for leaf in manager.memory.state_leaves]
             manager_inputs += [IS_INIT, *state]
@@ -384,7 +407,8 @@ class GroupPolicy(TensorDictModuleBase):
         with torch.no_grad():
             self.encode(tensordict)
         network = self.manager.module
-        features = network.features(*(tensordict.get(key) for key in self.manager.in_keys))
+        inputs = [tensordict.get(key) for key in self.manager.in_keys]
+        features = network.head_inputs(network.features(*inputs), *inputs)
         logits, value = network.heads(features.detach())[:2]
         return SoftHeadOutputs(
             features=network.heads.critic_inputs(features),

@@ -9,7 +9,9 @@ from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 
 from himo.agents.declaration import Targets
 from himo.agents.registry import ALGORITHMS
+from himo.agents.heads import CriticView
 from himo.envs import keys
+from himo.envs.other_groups import OtherGroups
 from himo.envs.registry import make_env
 from himo.envs.rewards import RewardChannels, RewardFunctionError
 from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
@@ -80,12 +82,41 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     except KeyError as error:
         raise _error(scenario, ("workers",), str(error.args[0])) from None
     groups = agent_groups(env)
+    if scenario.multi_agent.critic == "global":
+        env.append_transform(_other_groups(scenario, env, groups))
     goal_size = scenario.manager.goal.size if scenario.manager.goal is not None else 0
     agents = {group: agents_in(env, group) for group in groups}
     env.append_transform(option_state_transforms(agents, len(scenario.workers), goal_size, memory_states(scenario)))
     env.append_transform(_episode_returns(scenario, groups))
     env.append_transform(StepCounter())
     return env
+
+
+def other_group_keys(scenario: Scenario) -> list[str]:
+    """What a global critic reads of the other groups: the observations of the scenario's vector modalities (``mlp``
+    encoders) and of its workers' shared states."""
+    found = [modality.key for modality in scenario.modalities.values() if modality.encoder == "mlp"]
+    found += sorted({key for worker in scenario.workers.values() for key in worker.shared})
+    return list(dict.fromkeys(found))
+
+
+def _other_groups(scenario: Scenario, env: EnvBase, groups: list[str]) -> OtherGroups:
+    """The transform that shows each group the others' observations, with a located error where it cannot."""
+    path = ("multi_agent", "critic")
+    if len(groups) < 2:
+        raise _error(scenario, path, f"a global critic reads the other agent groups; {scenario.env.id} has only {groups}: use centralised")
+    read = other_group_keys(scenario)
+    if not read:
+        raise _error(
+            scenario,
+            path,
+            "a global critic reads the other groups' vector observations (the keys of mlp modalities and of workers' "
+            "shared states); this scenario reads none",
+        )
+    try:
+        return OtherGroups({group: read for group in groups})
+    except ValueError as error:
+        raise _error(scenario, path, str(error)) from None
 
 
 def memory_states(scenario: Scenario) -> dict[tuple[str, ...], tuple[int, int]]:
@@ -210,7 +241,8 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
         actions = _action_space(scenario, env, group)
         agents = agents_in(env, group)
         identity_size = agents if scenario.multi_agent.agent_id else 0
-        centralised = agents if scenario.multi_agent.critic == "centralised" else None
+        critic = _critic_view(scenario, env, group, agents)
+        critic_inputs = [(group, keys.OBSERVATION, keys.OTHER_GROUPS)] if critic.extra else []
         goal = _goal_network(scenario)
         goal_size = goal.size if goal is not None else 0
         workers = []
@@ -224,7 +256,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             size += SHARED_EMBEDDING_SIZE * len(worker.shared) + identity_size + goal_size
             allowed = _allowed_actions(scenario, env, name, actions.total) if isinstance(actions, DiscreteActions) else None
             core = _recurrent_core(worker.memory, size)
-            workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, centralised, worker.parts, core))
+            workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, critic, worker.parts, core))
         manager = scenario.manager
         fusion = build_fusion(
             manager.fusion,
@@ -241,15 +273,29 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             manager.hidden,
             option_critic=rules.learned,
             agent_id_size=identity_size,
-            centralised_agents=centralised,
+            critic=critic,
             memory=_recurrent_core(manager.memory, fusion.output_dim + identity_size),
         )
         identity = AgentIdentity(group, agents) if identity_size else None
         legal_actions, turn_based = _env_masks(scenario, env, group, actions)
         groups[group] = GroupPolicy(
-            group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based, goal
+            group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based, goal,
+            critic_inputs,
         )
     return HierarchicalPolicy(groups)
+
+
+def _critic_view(scenario: Scenario, env: EnvBase, group: str, agents: int) -> CriticView:
+    """What the group's critics read beside each agent's own features (``multi_agent.critic``)."""
+    kind = scenario.multi_agent.critic
+    if kind == "local":
+        return CriticView()
+    if kind == "centralised":
+        return CriticView(agents=agents)
+    key = (group, keys.OBSERVATION, keys.OTHER_GROUPS)
+    if key not in env.full_observation_spec.keys(True):
+        raise _error(scenario, ("multi_agent", "critic"), f"a global critic needs the env built by the scenario ({key} is missing)")
+    return CriticView(agents=agents, extra=int(env.full_observation_spec[key].shape[-1]))
 
 
 def _goal_network(scenario: Scenario) -> GoalNetwork | None:

@@ -217,10 +217,12 @@ class ManagerConfig(Section):
 class MultiAgentConfig(Section):
     """How the agents of one group share their policy (agents of a group always share parameters)."""
 
-    critic: Literal["local", "centralised"] = Field(
+    critic: Literal["local", "centralised", "global"] = Field(
         "local",
         description="local: each agent's critics read its own observation (IPPO-style); centralised: every critic "
-        "(workers' and manager's) also reads the whole group's embeddings (MAPPO-style).",
+        "(workers' and manager's) also reads the whole group's embeddings (MAPPO-style); global: centralised, and "
+        "every critic also reads every other agent group's vector observations (the keys of mlp modalities and "
+        "shared states; groups may differ in shape). Actors stay decentralised.",
     )
     agent_id: bool = Field(False, description="Append each agent's one-hot index in its group to every actor's and critic's input.")
 

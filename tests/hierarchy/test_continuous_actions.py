@@ -10,6 +10,7 @@ from tensordict import TensorDict
 from torch.distributions import Normal
 from torchrl.data import Bounded
 
+from himo.agents.heads import CriticView
 from himo.hierarchy.actions import action_space
 from himo.hierarchy.continuous import ContinuousActions
 
@@ -104,4 +105,4 @@ def test_unbounded_continuous_actions_are_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="no named parts"):
         space().control_mask(["turn"])
     with pytest.raises(ValueError, match="whole vector"):
-        space().worker_heads(8, (16,), allowed=(0,), centralised_agents=None)
+        space().worker_heads(8, (16,), allowed=(0,), critic=CriticView())

@@ -91,4 +91,4 @@ def test_an_unknown_critic_kind_is_a_clear_error() -> None:
     from himo.scenarios.errors import ScenarioError
 
     with pytest.raises(ScenarioError, match=r"multi_agent\.critic"):
-        load("beacon", ["multi_agent.critic=global"])
+        load("beacon", ["multi_agent.critic=everyone"])
