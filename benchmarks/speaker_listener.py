@@ -7,7 +7,8 @@ on ``--eval-episodes`` fresh episodes, compares the team return with reference p
 on this package version, saves the learning curves as a PNG and ends with one line
 ``RESULT {json}``.
 
-    python benchmarks/speaker_listener.py --frames 2000000 --seeds 0
+    python benchmarks/speaker_listener.py --frames 2000000 --seeds 0 --set multi_agent.critic=global \
+        --json benchmarks/results/speaker_listener.json
 
 Team return: the mean over both groups of the episode's summed reward (25 steps).
 """
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="extra scenario overrides")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speaker_listener.png"))
+    parser.add_argument("--json", type=Path, help="also write {steps, greedy_return, training_return, ...} here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
@@ -93,6 +95,12 @@ def main() -> None:
     met = median is not None and median > GOAL and len(done) == len(runs)
     print(f"median greedy team return {median}; goal (> {GOAL}): {'met' if met else 'NOT met'}")
     save_figure(done, arguments.out)
+    if arguments.json:
+        summary = {"steps": arguments.frames, "seeds": arguments.seeds, "overrides": arguments.set,
+                   "greedy_return": [run.get("greedy_team_return") for run in runs],
+                   "training_return": [run.get("final_training_return") for run in runs],
+                   "fps": [run.get("fps") for run in runs], "references": REFERENCES, "goal": GOAL}
+        arguments.json.write_text(json.dumps(summary, indent=2) + "\n")
     print("RESULT " + json.dumps({"benchmark": "speaker_listener", "frames": arguments.frames,
                                   "seeds": arguments.seeds, "greedy_team_returns": [run.get("greedy_team_return")
                                                                                    for run in runs],
