@@ -190,3 +190,22 @@ def test_memory_results_merge_by_task_variant_and_seed() -> None:
     line = second["tasks"]["doorkey"]["recurrent"]
     assert line["seeds"] == [0, 1] and line["greedy_success"] == [0.25, 0.75] and line["commit"] == ["aaa", "bbb"]
     assert second["frames"] == {"doorkey": 100}
+
+
+def test_mappo_peer_trains_on_simple_spread_with_the_scenarios_settings() -> None:
+    from peers.torchrl_mappo import MappoSettings, train
+
+    settings = MappoSettings(frames=400, frames_per_batch=200, minibatch_size=100, epochs=1, num_envs=2)
+    result = train(settings)
+    assert result["frames"] == 400 and result["fps"] > 0 and len(result["curve"]) == 2  # 25-step episodes end in each batch
+    # The built-in scenario trains with the peer's settings (a minibatch counts agent-steps in himo, env steps there).
+    scenario = load("simple-spread")
+    workers, defaults = scenario.algorithm.workers, MappoSettings()
+    assert (workers.lr, workers.epochs, workers.max_grad_norm, workers.gae_lambda, workers.entropy_coef) == (
+        defaults.lr, defaults.epochs, defaults.max_grad_norm, defaults.gae_lambda, defaults.entropy_coef
+    )
+    assert workers.minibatch_size == defaults.minibatch_size * defaults.agents
+    assert (scenario.train.frames, scenario.train.frames_per_batch, scenario.env.num_envs) == (
+        defaults.frames, defaults.frames_per_batch, defaults.num_envs
+    )
+    assert scenario.multi_agent.critic == "centralised"
