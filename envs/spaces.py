@@ -31,7 +31,7 @@ from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backen
 from transformers import PreTrainedTokenizerFast
 
 from himo.envs import keys
-from himo.envs.text import build_word_tokenizer, encode_texts
+from himo.envs.text import build_word_tokenizer, encode_texts, unknown_words
 from himo.envs.vocabularies import MINIGRID_WORDS
 
 STATE = "state"
@@ -216,6 +216,14 @@ class ObservationConverter:
         cache = self._text_cache[entry.key]
         missing = list(dict.fromkeys(text for text in texts if text not in cache))
         if missing:
+            for text in missing:
+                # An unknown word would become the unknown token silently: the policy could not tell it from any other.
+                unknown = unknown_words(entry.tokenizer, text)
+                if unknown:
+                    raise ValueError(
+                        f"text observation {entry.name!r}: {unknown} in {text!r} not in its vocabulary; add them to "
+                        f"env.kwargs.vocabularies.{entry.name}"
+                    )
             if len(cache) + len(missing) > TEXT_CACHE_SIZE:
                 cache.clear()
             input_ids, attention_mask = encode_texts(entry.tokenizer, missing, self.text_length)

@@ -35,6 +35,13 @@ def build_word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=model, pad_token=PAD_TOKEN, unk_token=UNKNOWN_TOKEN)
 
 
+def unknown_words(tokenizer: PreTrainedTokenizerFast, text: str) -> list[str]:
+    """The words of ``text`` (as the tokenizer splits it) that are not in its vocabulary, in order, once each."""
+    vocabulary = tokenizer.get_vocab()
+    words = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
+    return list(dict.fromkeys(word for word, _ in words if word not in vocabulary))
+
+
 def encode_texts(
     tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_length: int
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -151,6 +151,15 @@ def test_text_space_needs_a_vocabulary() -> None:
     assert decode_ids(converter.tokenizers["note"], converted["note", keys.INPUT_IDS][:, 0]) == ["hello world", "world"]
 
 
+def test_a_word_missing_from_the_vocabulary_is_an_error_naming_it() -> None:
+    from himo.envs.spaces import ObservationConverter
+
+    space = gymnasium.spaces.Dict({"note": gymnasium.spaces.Text(30)})
+    converter = ObservationConverter(space, vocabularies={"note": ["hello", "world"]}, text_length=4)
+    with pytest.raises(ValueError, match=r"text observation 'note': \['brave'\] in 'hello brave world'.*vocabularies\.note"):
+        converter.convert({"note": ["hello brave world"]}, [1])
+
+
 def test_nested_dict_spaces_give_nested_entries() -> None:
     from himo.envs.spaces import ObservationConverter
 
