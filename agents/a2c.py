@@ -54,20 +54,20 @@ def policy_gradient_terms(
     log_prob: torch.Tensor,
     advantage: torch.Tensor,
     entropy: torch.Tensor,
-    value: torch.Tensor,
-    returns: torch.Tensor,
+    value_error: torch.Tensor,
     actor_weight: torch.Tensor,
     entropy_coef: float,
     value_coef: float,
     normalize_advantage: bool,
 ) -> PolicyGradientTerms:
-    """``-A log pi`` (weighted), squared-error critic on every sample, entropy bonus; all tensors share one shape."""
+    """``-A log pi`` (weighted), squared-error critic on every sample (on ``value_error``, see
+    ``HeadOutputs.value_error``), entropy bonus; all tensors share one shape."""
     if normalize_advantage:
         advantage = normalized(advantage, actor_weight)
     mean_entropy = weighted_mean(entropy, actor_weight)
     return PolicyGradientTerms(
         loss_objective=-weighted_mean(advantage.detach() * log_prob, actor_weight),
-        loss_critic=value_coef * 0.5 * ((value - returns) ** 2).mean(),
+        loss_critic=value_coef * 0.5 * (value_error**2).mean(),
         loss_entropy=-entropy_coef * mean_entropy,
         entropy=mean_entropy.detach(),
     )
@@ -98,8 +98,7 @@ def policy_gradient_update(
             log_prob=output.log_prob,
             advantage=target.get("advantage"),
             entropy=output.entropy,
-            value=output.value,
-            returns=target.get("returns"),
+            value_error=output.value_error(target.get("returns")),
             actor_weight=target.get("weight"),
             entropy_coef=settings.entropy_coef,
             value_coef=settings.value_coef,

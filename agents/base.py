@@ -61,6 +61,8 @@ class HeadOutputs:
             for measuring the KL divergence between two evaluations.
         auxiliary_losses: critic-side losses the head adds to its level's, by name (the manager's
             ``option_value`` regression under learned termination); logged as ``loss/<level>/<name>``.
+        value_scale: what the critic's loss divides a value error by (its value normaliser's scale; 1 without),
+            so that it regresses on standardised returns.
     """
 
     log_prob: torch.Tensor
@@ -68,6 +70,11 @@ class HeadOutputs:
     value: torch.Tensor
     distributions: tuple[Distribution, ...]
     auxiliary_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    value_scale: torch.Tensor | float = 1.0
+
+    def value_error(self, returns: torch.Tensor) -> torch.Tensor:
+        """The critic's error on ``returns``, in the units it regresses in (standardised under value normalisation)."""
+        return (self.value - returns) / self.value_scale
 
     def auxiliary_loss(self) -> torch.Tensor:
         """The sum of the auxiliary losses (0 when there are none)."""

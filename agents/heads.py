@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torchrl.modules import MLP
+from torchrl.modules.value_norm import PopArtValueNorm, RunningValueNorm, ValueNorm
 
 from himo.agents.base import HeadShape
 
@@ -31,6 +32,13 @@ class CriticView:
     extra: int = 0
     """Global: this many features at the end of the input are the other groups' observations, which only the critic
     reads (``himo.envs.other_groups``)."""
+    value_norm: str | None = None
+    """``popart`` or ``running``: the critic's output is a standardised value, read back through running statistics
+    of its returns (TorchRL's value normalisers); ``None``: the output is the value."""
+
+
+VALUE_NORMS: dict[str, type[ValueNorm]] = {"popart": PopArtValueNorm, "running": RunningValueNorm}
+"""The value normalisers a level's ``value_norm`` names."""
 
 
 class ActorCriticHeads(nn.Module):
@@ -73,6 +81,7 @@ class ActorCriticHeads(nn.Module):
             MLP(in_features=critic_features, out_features=1, num_cells=list(hidden_sizes), activation_class=nn.Tanh),
             last_gain=1.0,
         )
+        self.value_norm = VALUE_NORMS[critic.value_norm](shape=1) if critic.value_norm else None
         mask = torch.zeros(choices, dtype=torch.bool)
         mask[list(allowed) if allowed is not None else slice(None)] = True
         self.register_buffer("allowed", mask)
@@ -82,7 +91,16 @@ class ActorCriticHeads(nn.Module):
         inputs = torch.cat([feature.float() for feature in features], dim=-1)
         logits = self.actor(inputs[..., : self.in_features])
         logits = logits.masked_fill(~self.allowed, torch.finfo(logits.dtype).min)
-        return logits, self.critic(self.critic_inputs(inputs))
+        return logits, self.value(inputs)
+
+    def value(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The state value ``[..., 1]`` in return units, from the concatenated features."""
+        value = self.critic(self.critic_inputs(inputs))
+        return value if self.value_norm is None else self.value_norm.denormalize(value)
+
+    def value_scale(self) -> torch.Tensor | float:
+        """What a value error is divided by in the critic's loss: the value normaliser's scale (1 without)."""
+        return 1.0 if self.value_norm is None else self.value_norm.scale().detach().squeeze(-1)
 
     def shape(self) -> HeadShape:
         """What its critic reads and what it chooses among."""
@@ -157,4 +175,4 @@ class GaussianActorCriticHeads(ActorCriticHeads):
         """``(loc [..., size], scale [..., size], value [..., 1])``."""
         inputs = torch.cat([feature.float() for feature in features], dim=-1)
         loc, log_scale = self.actor(inputs[..., : self.in_features]).chunk(2, dim=-1)
-        return loc, log_scale.clamp(*self.LOG_SCALE_RANGE).exp(), self.critic(self.critic_inputs(inputs))
+        return loc, log_scale.clamp(*self.LOG_SCALE_RANGE).exp(), self.value(inputs)

@@ -60,8 +60,7 @@ def ppo_terms(
     old_log_prob: torch.Tensor,
     advantage: torch.Tensor,
     entropy: torch.Tensor,
-    value: torch.Tensor,
-    returns: torch.Tensor,
+    value_error: torch.Tensor,
     actor_weight: torch.Tensor,
     critic_weight: torch.Tensor,
     clip_epsilon: float,
@@ -69,7 +68,8 @@ def ppo_terms(
     value_coef: float,
     normalize_advantage: bool = True,
 ) -> PPOTerms:
-    """Clipped surrogate, squared-error critic and entropy bonus; all tensors share one shape."""
+    """Clipped surrogate, squared-error critic (on ``value_error``, see ``HeadOutputs.value_error``) and entropy bonus;
+    all tensors share one shape."""
     if normalize_advantage:
         advantage = normalized(advantage, actor_weight)
     log_ratio = log_prob - old_log_prob
@@ -81,7 +81,7 @@ def ppo_terms(
         clip_fraction = weighted_mean(((ratio - 1).abs() > clip_epsilon).float(), actor_weight)
     return PPOTerms(
         loss_objective=-weighted_mean(surrogate, actor_weight),
-        loss_critic=value_coef * 0.5 * weighted_mean((value - returns) ** 2, critic_weight),
+        loss_critic=value_coef * 0.5 * weighted_mean(value_error**2, critic_weight),
         loss_entropy=-entropy_coef * mean_entropy,
         entropy=mean_entropy.detach(),
         kl=kl,
@@ -104,8 +104,7 @@ class PPO(GradientAlgorithm):
                 old_log_prob=target.get("old_log_prob"),
                 advantage=target.get("advantage"),
                 entropy=output.entropy,
-                value=output.value,
-                returns=target.get("returns"),
+                value_error=output.value_error(target.get("returns")),
                 actor_weight=target.get("weight"),
                 critic_weight=torch.ones_like(output.value),
                 clip_epsilon=settings.clip_epsilon,

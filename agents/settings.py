@@ -58,3 +58,9 @@ class PolicyGradientConfig(LevelAlgorithmConfig):
 
     entropy_coef: float = Field(0.01, ge=0.0, description="ppo, a2c, a3c, trpo, impala: entropy bonus coefficient.")
     value_coef: float = Field(0.5, ge=0.0, description="ppo, a2c, a3c, trpo, impala: critic loss coefficient.")
+    value_norm: Literal["popart", "running"] | None = Field(
+        None,
+        description="ppo, a2c, a3c, trpo, impala: the critics regress on returns standardised by running statistics "
+        "of each head's returns, read back in return units (popart: exponential averages, MAPPO's value "
+        "normalisation; running: exact mean and variance); null: raw returns.",
+    )

@@ -117,7 +117,7 @@ class TRPO:
         outputs = problem.evaluate(indices)
         loss, metrics = torch.zeros(()), {}
         for head, output in outputs.items():
-            critic = self.settings.value_coef * 0.5 * ((output.value - problem.targets[head][indices].get("returns")) ** 2).mean()
+            critic = self.settings.value_coef * 0.5 * (output.value_error(problem.targets[head][indices].get("returns")) ** 2).mean()
             loss = loss + critic + output.auxiliary_loss()
             add_terms(metrics, problem.level, head_diagnostics({"loss_critic": critic.detach()}, output), list(outputs), head)
         return loss, metrics

@@ -327,7 +327,15 @@ class GroupLearner:
         if self.workers_remember:
             runs = torch.arange(samples.shape[0]) // length
         problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows, runs)
+        self._update_value_norms(keys.WORKERS, targets, settings)
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
+
+    def _update_value_norms(self, level: str, targets: dict[str, TensorDictBase], settings: Any) -> None:
+        """Fold each head's returns into its value normaliser before the level learns from them (not when frozen)."""
+        if settings.frozen:
+            return
+        for head, norm in self.policy.value_norms(level).items():
+            norm.update(targets[head].get("returns").reshape(-1, 1))
 
     def _actor_weight(self, data: TensorDictBase, name: str, active: torch.Tensor) -> torch.Tensor:
         """Select mode: how much worker ``name``'s actor learns from each step, ``[envs, time, agents]``.
@@ -426,6 +434,7 @@ class GroupLearner:
         target.set("returns", returns)
         rows = rows_per_minibatch(settings, lane.numel(), 1)
         problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows, runs)
+        self._update_value_norms(keys.MANAGER, {"manager": target}, settings)
         metrics = self.manager.update(problem, frames)
         if self.rules.learned:
             self._termination_pass(batch, frames, metrics)
@@ -487,6 +496,7 @@ class GroupLearner:
                     value=_of_agent(inputs.get(keys.manager(group, keys.STATE_VALUE)), agent).squeeze(-1),
                     distributions=(distribution,),
                     auxiliary_losses=auxiliary,
+                    value_scale=self.policy.manager.module.heads.value_scale(),
                 )
             }
 

@@ -28,6 +28,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
+from torchrl.modules.value_norm import ValueNorm
 
 from himo.agents.base import HeadOutputs, LevelModel, SoftHeadOutputs, parameters_of
 from himo.agents.soft_policies import CategoricalPolicy
@@ -369,6 +370,13 @@ class GroupPolicy(TensorDictModuleBase):
             heads={name: head.shape() for name, head in heads.items()},
         )
 
+    def value_norms(self, level: str) -> dict[str, ValueNorm]:
+        """The value normalisers of a level's heads (``"workers"``: by worker; ``"manager"``), where it has them."""
+        heads = {name: worker.module for name, worker in self.workers.items()} if level == keys.WORKERS else {
+            "manager": self.manager.module.heads
+        }
+        return {name: head.value_norm for name, head in heads.items() if head.value_norm is not None}
+
     def manager_model(self) -> LevelModel:
         """The manager level: the fusion (and its recurrent core), the scores over workers, the value head (and the
         termination and option-value heads of learned termination)."""
@@ -436,6 +444,7 @@ class GroupPolicy(TensorDictModuleBase):
                 entropy=policy.entropy(),
                 value=tensordict.get(keys.worker(self.group, name, keys.STATE_VALUE)).squeeze(-1),
                 distributions=policy.distributions,
+                value_scale=self.workers[name].module.value_scale(),
             )
         return outputs
 

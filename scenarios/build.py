@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
@@ -241,7 +242,8 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
         actions = _action_space(scenario, env, group)
         agents = agents_in(env, group)
         identity_size = agents if scenario.multi_agent.agent_id else 0
-        critic = _critic_view(scenario, env, group, agents)
+        critic = _critic_view(scenario, env, group, agents, getattr(scenario.algorithm.workers, "value_norm", None))
+        manager_critic = replace(critic, value_norm=getattr(scenario.algorithm.manager, "value_norm", None))
         critic_inputs = [(group, keys.OBSERVATION, keys.OTHER_GROUPS)] if critic.extra else []
         goal = _goal_network(scenario)
         goal_size = goal.size if goal is not None else 0
@@ -273,7 +275,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             manager.hidden,
             option_critic=rules.learned,
             agent_id_size=identity_size,
-            critic=critic,
+            critic=manager_critic,
             memory=_recurrent_core(manager.memory, fusion.output_dim + identity_size),
         )
         identity = AgentIdentity(group, agents) if identity_size else None
@@ -285,17 +287,18 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
     return HierarchicalPolicy(groups)
 
 
-def _critic_view(scenario: Scenario, env: EnvBase, group: str, agents: int) -> CriticView:
-    """What the group's critics read beside each agent's own features (``multi_agent.critic``)."""
+def _critic_view(scenario: Scenario, env: EnvBase, group: str, agents: int, value_norm: str | None) -> CriticView:
+    """What the group's critics read beside each agent's own features (``multi_agent.critic``), and how a level's
+    critics scale their values (its ``value_norm``)."""
     kind = scenario.multi_agent.critic
     if kind == "local":
-        return CriticView()
+        return CriticView(value_norm=value_norm)
     if kind == "centralised":
-        return CriticView(agents=agents)
+        return CriticView(agents=agents, value_norm=value_norm)
     key = (group, keys.OBSERVATION, keys.OTHER_GROUPS)
     if key not in env.full_observation_spec.keys(True):
         raise _error(scenario, ("multi_agent", "critic"), f"a global critic needs the env built by the scenario ({key} is missing)")
-    return CriticView(agents=agents, extra=int(env.full_observation_spec[key].shape[-1]))
+    return CriticView(agents=agents, extra=int(env.full_observation_spec[key].shape[-1]), value_norm=value_norm)
 
 
 def _goal_network(scenario: Scenario) -> GoalNetwork | None:
