@@ -6,7 +6,7 @@ import pytest
 import torch
 from one_batch import collect_batch
 
-from himo.hierarchy import learner as learner_module
+from himo.hierarchy import manager_learner as learner_module
 from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.termination import lanes
 from himo.envs import keys

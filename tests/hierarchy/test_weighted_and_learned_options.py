@@ -192,9 +192,9 @@ def test_greedy_learned_termination_ends_where_beta_exceeds_one_half() -> None:
 def termination_head_gradient(learner: GroupLearner, batch: TensorDictBase) -> list[torch.Tensor]:
     head = learner.policy.manager.module.option_heads.termination
     head.zero_grad(set_to_none=True)
-    samples = learner.termination_samples(batch)
+    samples = learner.manager_level.termination_samples(batch)
     inputs = learner.policy.evaluate_manager(TensorDict({learner.group: samples}, batch_size=samples.shape))
-    loss, _ = learner.termination_loss(inputs)
+    loss, _ = learner.manager_level.termination_loss(inputs)
     loss.backward()
     return [parameter.grad.clone() for parameter in head.parameters()]
 
@@ -224,4 +224,4 @@ def test_episode_start_steps_give_the_termination_head_no_gradient(learned) -> N
 
     # And a batch of episode starts only has nothing to learn from.
     batch.set(IS_INIT, torch.ones_like(batch.get(IS_INIT)))
-    assert learner.termination_samples(batch).shape[0] == 0
+    assert learner.manager_level.termination_samples(batch).shape[0] == 0

@@ -64,10 +64,10 @@ def test_a_few_batches_run_with_every_tag_finite(name: str, mode: str, tmp_path:
 
 def mean_termination_probability(learner: GroupLearner, batch: TensorDictBase) -> float:
     """Mean ``beta_o(s_t)`` over the steps of ``batch`` that feed the termination gradient."""
-    samples = learner.termination_samples(batch)
+    samples = learner.manager_level.termination_samples(batch)
     with torch.no_grad():
         inputs = learner.policy.evaluate_manager(TensorDict({learner.group: samples}, batch_size=samples.shape))
-        return learner.termination_loss(inputs)[1][tags.TERMINATION_PROBABILITY]
+        return learner.manager_level.termination_loss(inputs)[1][tags.TERMINATION_PROBABILITY]
 
 
 def test_a_switching_cost_lowers_the_termination_probability_in_one_update() -> None:
