@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -236,6 +236,7 @@ def make_gymnasium_env(
     text_length: int = 64,
     vocabularies: Mapping[str, Sequence[str]] | None = None,
     reward_components: Sequence[str] | None = None,
+    constructor: Callable[..., gymnasium.Env] | None = None,
     **kwargs: Any,
 ) -> GymnasiumVectorEnv:
     """Build ``num_envs`` copies of the gymnasium env ``name``, stepped together (see the module doc).
@@ -251,7 +252,8 @@ def make_gymnasium_env(
             ``himo.envs.vocabularies.MINIGRID_WORDS``.
         reward_components: names reported in ``info["reward_components"]``; defaults to the env's
             ``metadata["reward_components"]``.
-        **kwargs: passed to ``gymnasium.make``.
+        constructor: builds one copy from ``kwargs`` instead of ``gymnasium.make(name, ...)`` (a user's factory).
+        **kwargs: passed to ``gymnasium.make`` (or ``constructor``).
     """
     for prefix, (module, extra) in OPTIONAL_PACKAGES.items():
         if name.startswith(prefix):
@@ -260,12 +262,12 @@ def make_gymnasium_env(
         raise ValueError(f"num_envs must be at least 1, got {num_envs}")
     try:
         vector_env = gymnasium.vector.SyncVectorEnv(
-            [partial(gymnasium.make, name, **kwargs)] * num_envs,
+            [partial(constructor, **kwargs) if constructor else partial(gymnasium.make, name, **kwargs)] * num_envs,
             copy=False,  # the adapter copies into tensors
             autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED,
         )
     except Exception as error:  # noqa: BLE001 - the env's own constructor runs here and may raise anything
-        raise EnvConstructionError("gymnasium.make", name, kwargs, error) from error
+        raise EnvConstructionError(name if constructor else "gymnasium.make", None if constructor else name, kwargs, error) from error
     env = GymnasiumVectorEnv(
         vector_env,
         text_length=text_length,

@@ -304,6 +304,7 @@ def make_pettingzoo_env(
     text_length: int = 64,
     vocabularies: Mapping[str, Sequence[str]] | None = None,
     reward_components: Sequence[str] | None = None,
+    module: Any = None,
     **kwargs: Any,
 ) -> EnvBase:
     """Build ``num_envs`` copies of the PettingZoo env module ``name`` stepped together (see the module doc).
@@ -319,13 +320,14 @@ def make_pettingzoo_env(
         vocabularies: word list per text observation name (parallel envs).
         reward_components: names reported in ``infos[agent]["reward_components"]`` (parallel envs);
             defaults to the env's ``metadata["reward_components"]``.
+        module: what provides ``parallel_env`` or ``env`` instead of the module ``name`` (a user's factory).
         **kwargs: passed to ``parallel_env(...)`` / ``env(...)``.
     """
     root = name.split(".")[0]
-    if root in OPTIONAL_PACKAGES:
+    if module is None and root in OPTIONAL_PACKAGES:
         import_optional(root, OPTIONAL_PACKAGES[root], f"pettingzoo env {name!r}")
     try:
-        module = importlib.import_module(name)
+        module = module or importlib.import_module(name)
     except ImportError as error:
         raise ImportError(f"cannot import the PettingZoo env module {name!r}: {error}") from error
     if num_envs < 1:

@@ -31,10 +31,17 @@ def _make_pettingzoo(name: str, *, num_envs: int, seed: int, device: str, **kwar
     return make_pettingzoo_env(name, num_envs=num_envs, seed=seed, device=device, **kwargs)
 
 
+def _make_python(name: str, *, num_envs: int, seed: int, device: str, **kwargs: Any) -> EnvBase:
+    from himo.envs.factory import make_python_env
+
+    return make_python_env(name, num_envs=num_envs, seed=seed, device=device, **kwargs)
+
+
 ENV_FAMILIES: dict[str, Callable[..., EnvBase]] = {
     "himo": _make_himo,
     "gymnasium": _make_gymnasium,
     "pettingzoo": _make_pettingzoo,
+    "python": _make_python,
 }
 
 

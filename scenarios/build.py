@@ -63,6 +63,7 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     Raises ``ScenarioError`` naming the field at fault when the environment rejects its kwargs,
     lacks an observation a modality reads, or lacks a reward component a worker mixes.
     """
+    _add_python_path(scenario)
     try:
         base = make_env(
             scenario.env.id,
@@ -118,6 +119,16 @@ def _other_groups(scenario: Scenario, env: EnvBase, groups: list[str]) -> OtherG
         return OtherGroups({group: read for group in groups})
     except ValueError as error:
         raise _error(scenario, path, str(error)) from None
+
+
+def _add_python_path(scenario: Scenario) -> None:
+    """Put ``env.python_path``'s folders at the front of the import path (once each), so the env's module imports."""
+    for index, folder in enumerate(scenario.env.python_path):
+        if not Path(folder).is_dir():
+            raise _error(scenario, ("env", "python_path", str(index)), f"folder not found: {folder}")
+    for folder in reversed(scenario.env.python_path):  # the first named comes first
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
 
 
 def memory_states(scenario: Scenario) -> dict[tuple[str, ...], tuple[int, int]]:

@@ -118,6 +118,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Ori
         cycle = " -> ".join(str(item) for item in chain + (path,))
         raise ScenarioError.single(str(chain[-1]), f"'extends' forms a cycle: {cycle}")
     data, origins = read_yaml(path)
+    _resolve_python_path(data, path.parent)
     parent = data.pop(EXTENDS, None)
     extends_origin = origins.pop((EXTENDS,), None)
     if parent is None:
@@ -133,6 +134,15 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Ori
         raise ScenarioError.single(str(path), error.problems[0].message, line, (EXTENDS,)) from None
     base, base_origins = _load_tree(parent_path, chain + (path,))
     return merge(base, data), base_origins | origins
+
+
+def _resolve_python_path(data: dict[str, Any], folder: Path) -> None:
+    """Make ``env.python_path``'s relative folders absolute, from ``folder`` (left as they are where malformed: the
+    schema reports those)."""
+    env = data.get("env")
+    paths = env.get("python_path") if isinstance(env, dict) else None
+    if isinstance(paths, list):
+        env["python_path"] = [str((folder / entry).resolve()) if isinstance(entry, str) else entry for entry in paths]
 
 
 def apply_override(data: dict[str, Any], origins: Origins, assignment: str) -> None:
@@ -175,6 +185,7 @@ def load(reference: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     data, origins = _load_tree(path, ())
     for assignment in overrides:
         apply_override(data, origins, assignment)
+    _resolve_python_path(data, Path.cwd())
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:

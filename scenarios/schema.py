@@ -33,7 +33,17 @@ RewardWeight = Annotated[float, Field(ge=-REWARD_LIMIT, le=REWARD_LIMIT)]
 class EnvConfig(Section):
     """Which environment to run and how many copies to step at once."""
 
-    id: str = Field(description="Environment as family/name: himo/<name>, gymnasium/<id> or pettingzoo/<module.env>.")
+    id: str = Field(
+        description="Environment as family/name: himo/<name>, gymnasium/<id> (or gymnasium/<module>:<id> to import "
+        "the module that registers it), pettingzoo/<module> or python/<module>:<callable> (a factory returning a "
+        "Gymnasium, PettingZoo or TorchRL env)."
+    )
+    python_path: tuple[str, ...] = Field(
+        (),
+        description="Folders put at the front of the import path before the env is built, so that a module of your "
+        "own imports; relative to the scenario file that names them (to the working folder in --set). A run saves "
+        "them resolved, so himo eval and himo resume find the module again.",
+    )
     kwargs: FrozenMapping(Any) = Field(default_factory=dict, description="Keyword arguments passed to the environment.")
     num_envs: int = Field(8, ge=1, le=4096, description="Environments advanced together in one batched step.")
     success_above: float | None = Field(
