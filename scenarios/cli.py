@@ -1,18 +1,19 @@
-"""The ``himo`` command line: list, validate, show, reference, rollout, train, eval, resume, ablate, tune."""
+"""The ``himo`` command line: list, validate, show, reference, inspect, rollout, train, eval, resume, ablate, tune."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-
 from pathlib import Path
+
+import yaml
 
 from himo.scenarios.catalog import builtin_scenarios
 from himo.scenarios.checkpoint import CheckpointError
 from himo.scenarios.errors import RunError, ScenarioError
 from himo.scenarios.interrupt import EXIT_CODE, RunInterrupted
-from himo.scenarios.loader import load, read_yaml, to_yaml
+from himo.scenarios.loader import load, parse_yaml, read_yaml, to_yaml
 
 SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
 
@@ -54,6 +55,20 @@ def _rollout(arguments: argparse.Namespace) -> int:
 
     scenario = load(arguments.scenario, arguments.set)
     print(random_rollout(scenario, steps=arguments.steps).summary())
+    return 0
+
+
+def _inspect(arguments: argparse.Namespace) -> int:
+    from himo.scenarios.inspect_env import inspect_env
+
+    try:
+        kwargs = parse_yaml(arguments.kwargs) if arguments.kwargs else {}
+    except yaml.YAMLError as error:
+        raise ScenarioError.single("--kwargs", f"not valid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(kwargs, dict):
+        raise ScenarioError.single("--kwargs", f"expected a mapping such as '{{max_steps: 16}}', got {arguments.kwargs!r}")
+    view = inspect_env(arguments.env_id, kwargs, arguments.episodes, arguments.python_path, arguments.success_above)
+    print(view.summary())
     return 0
 
 
@@ -172,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--steps", type=int, default=100, help="batched steps to take (default 100)")
     rollout.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     rollout.set_defaults(handler=_rollout)
+
+    inspection = commands.add_parser(
+        "inspect", help="show an env's groups, observations, actions and reward components, and a random policy's return"
+    )
+    inspection.add_argument("env_id", metavar="ENV_ID", help="as a scenario's env.id, e.g. gymnasium/CartPole-v1")
+    inspection.add_argument("--kwargs", metavar="YAML", help="the env's kwargs as a YAML mapping, e.g. '{max_steps: 16}'")
+    inspection.add_argument("--episodes", type=_positive, default=20, help="random episodes to play (default 20)")
+    inspection.add_argument(
+        "--python-path", action="append", default=[], metavar="DIR", help="a folder to import the env's module from"
+    )
+    inspection.add_argument("--success-above", type=float, metavar="X", help="an episode succeeds above this team return")
+    inspection.set_defaults(handler=_inspect)
 
     train = commands.add_parser("train", help="train a scenario; writes runs/<scenario>-<time>/")
     train.add_argument("scenario", metavar="SCENARIO")
