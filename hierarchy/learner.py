@@ -23,6 +23,9 @@ minibatches are whole sequences, over which the recurrent cores are re-run in To
 stored at each sequence's first step (``himo.hierarchy.memory``); the manager's core is re-run over every step of its
 sequences and its decisions are read out of that run.
 
+Encoders that standardise their inputs (``modalities.<m>.normalize``) fold each batch's observations into their
+statistics after both levels have learned from it (not when the workers are frozen).
+
 An off-policy level (SAC) gets transitions to store instead: a worker's are every env step, with its
 own reward channel, whichever worker acted (each worker's Q-functions learn ``Q^{pi_m}`` of its own
 channel from all the group's experience); the manager's are its options, with the option's discounted
@@ -137,6 +140,10 @@ class GroupLearner:
                 metrics |= self.manager_level.replay(batch, frames)
             else:
                 metrics |= self.manager_level.update(batch, successor, current, frames)
+        if not self.worker_settings.frozen:
+            # After learning: this batch was collected, and is learned from, with the statistics as they were.
+            for key, norm in self.policy.input_norms().items():
+                norm.update(batch.get(key).float())
         return metrics
 
     def _successor(self, batch: TensorDictBase) -> TensorDictBase:

@@ -40,6 +40,7 @@ from himo.hierarchy.memory import RecurrentCore
 from himo.hierarchy.state import IS_INIT
 from himo.hierarchy.selectors import OptionRules, OptionSelector
 from himo.modalities.keyed import KeyedModule
+from himo.modalities.vector import InputNorm
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,16 @@ class GroupPolicy(TensorDictModuleBase):
             critic=parameters_of([head.critic for head in heads.values()]),
             heads={name: head.shape() for name, head in heads.items()},
         )
+
+    def input_norms(self) -> dict[tuple[str, ...], InputNorm]:
+        """The encoders' input normalisers (``modalities.<m>.normalize``), by the observation key each reads."""
+        found = {}
+        for encoder in [*self.encoders.values(), *self.shared_encoders.values()]:
+            for module in encoder.modules():
+                if isinstance(module, InputNorm):
+                    key = encoder.in_keys[0]
+                    found[key if isinstance(key, tuple) else (key,)] = module
+        return found
 
     def value_norms(self, level: str) -> dict[str, ValueNorm]:
         """The value normalisers of a level's heads (``"workers"``: by worker; ``"manager"``), where it has them."""

@@ -10,6 +10,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.data import Categorical, TensorSpec
 from torchrl.modules import MLP
+from torchrl.modules.value_norm import RunningValueNorm
 
 from himo.modalities.base import EncoderConfig, EncoderContext
 from himo.modalities.layers import ACTIVATIONS, Activation
@@ -27,6 +28,32 @@ class VectorToFloat(nn.Module):
         if self.classes is not None:
             return nn.functional.one_hot(observation.long(), self.classes).float()
         return observation.float()
+
+
+class InputNorm(nn.Module):
+    """Standardises each feature of a vector by running statistics of the observations learned from.
+
+    The statistics are TorchRL's ``RunningValueNorm`` (exact running mean and variance per feature); learning folds
+    each batch's observations in before it updates (``update``), so acting reads them as of the last batch, and they
+    travel with the policy (checkpoints, actors). Standardised values are clipped to ``[-CLIP, CLIP]``; before the
+    first batch the input passes unchanged.
+    """
+
+    CLIP = 10.0
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.statistics = RunningValueNorm(shape=features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``[..., features]`` standardised (unchanged before any statistics)."""
+        standardised = self.statistics.normalize(features).clamp(-self.CLIP, self.CLIP)
+        return torch.where(self.statistics.count > 0, standardised, features)
+
+    @torch.no_grad()
+    def update(self, features: torch.Tensor) -> None:
+        """Fold ``[..., features]`` observations into the statistics."""
+        self.statistics.update(features.reshape(-1, features.shape[-1]))
 
 
 def vector_input_size(spec: TensorSpec) -> tuple[int, int | None]:
@@ -52,12 +79,20 @@ class MlpEncoderConfig(EncoderConfig):
         (64, 64), max_length=8, description="Width of each hidden layer (empty: one linear layer)."
     )
     activation: Activation = Field("tanh", description="Activation between layers.")
+    normalize: bool = Field(
+        False,
+        description="Standardise each input feature by running statistics of the observations learned from (folded "
+        "in before each update, saved with the policy; clipped to +-10).",
+    )
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """MLP ``[..., features] -> [..., embedding_dim]``."""
         features, classes = vector_input_size(context.spec)
+        if self.normalize and classes is not None:
+            raise ValueError("normalize is for real-valued vectors; this observation is a categorical index (one-hot encoded)")
         network = nn.Sequential(
             VectorToFloat(classes),
+            *([InputNorm(features)] if self.normalize else []),
             MLP(
                 in_features=features,
                 out_features=self.embedding_dim,

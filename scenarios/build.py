@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 
 from himo.agents.declaration import Targets
@@ -22,6 +23,7 @@ from himo.hierarchy.memory import STATE_LEAVES, RecurrentCore
 from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from himo.hierarchy.selectors import OptionRules
 from himo.hierarchy.state import option_state_transforms
+from himo.modalities.base import EncoderConfig
 from himo.modalities.build import build_encoder, encoder_context
 from himo.modalities.fusion import build_fusion
 from himo.modalities.vector import MlpEncoderConfig
@@ -242,7 +244,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
     """One hierarchical policy per agent group of ``env``, as the scenario describes it."""
     groups = {}
     for group in agent_groups(env):
-        encoders = {name: build_encoder(config, env, group, name) for name, config in scenario.modalities.items()}
+        encoders = {name: _encoder(scenario, config, env, group, name) for name, config in scenario.modalities.items()}
         shared_keys = sorted({key for worker in scenario.workers.values() for key in worker.shared})
         shared_encoders = {
             key: MlpEncoderConfig(key=key, hidden_sizes=(), embedding_dim=SHARED_EMBEDDING_SIZE).build(
@@ -296,6 +298,14 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             critic_inputs,
         )
     return HierarchicalPolicy(groups)
+
+
+def _encoder(scenario: Scenario, config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:
+    """The modality's encoder for ``group``; an observation it cannot read is an error at ``modalities.<modality>``."""
+    try:
+        return build_encoder(config, env, group, modality)
+    except ValueError as error:
+        raise _error(scenario, ("modalities", modality), f"group {group!r}: {error}") from None
 
 
 def _critic_view(scenario: Scenario, env: EnvBase, group: str, agents: int, value_norm: str | None) -> CriticView:
