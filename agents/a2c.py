@@ -80,7 +80,8 @@ class A2C(GradientAlgorithm):
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """One policy-gradient step over every row of the problem."""
-        return policy_gradient_update(self.optimizer, self.settings, problem, frames, problem.rows, epochs=1)
+        entropy_coef = self.settings.entropy_at(frames, self.total_frames)
+        return policy_gradient_update(self.optimizer, self.settings, problem, frames, problem.rows, 1, entropy_coef)
 
 
 def policy_gradient_update(
@@ -90,8 +91,10 @@ def policy_gradient_update(
     frames: int,
     rows_per_minibatch: int,
     epochs: int,
+    entropy_coef: float,
 ) -> LevelMetrics:
-    """Minibatch steps of :func:`policy_gradient_terms` over the problem's rows (A2C, A3C, IMPALA)."""
+    """Minibatch steps of :func:`policy_gradient_terms` over the problem's rows (A2C, A3C, IMPALA), with the entropy
+    coefficient in force."""
 
     def terms_of(output: HeadOutputs, target: TensorDictBase) -> PolicyGradientTerms:
         return policy_gradient_terms(
@@ -100,7 +103,7 @@ def policy_gradient_update(
             entropy=output.entropy,
             value_error=output.value_error(target.get("returns")),
             actor_weight=target.get("weight"),
-            entropy_coef=settings.entropy_coef,
+            entropy_coef=entropy_coef,
             value_coef=settings.value_coef,
             normalize_advantage=settings.normalize_advantage,
         )

@@ -234,6 +234,7 @@ class GradientAlgorithm:
 
     def __init__(self, settings: Any, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
+        self.total_frames = total_frames
         self.optimizer = LevelOptimizer.from_settings([*model.policy, *model.critic], settings, total_frames, name=name)
 
     def state_dict(self) -> dict[str, Any]:

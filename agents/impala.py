@@ -43,8 +43,9 @@ class Impala(GradientAlgorithm):
 
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """Policy-gradient minibatch epochs on the V-trace targets."""
+        entropy_coef = self.settings.entropy_at(frames, self.total_frames)
         return policy_gradient_update(
-            self.optimizer, self.settings, problem, frames, problem.rows_per_minibatch, self.settings.epochs
+            self.optimizer, self.settings, problem, frames, problem.rows_per_minibatch, self.settings.epochs, entropy_coef
         )
 
 

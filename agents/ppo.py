@@ -97,6 +97,7 @@ class PPO(GradientAlgorithm):
     def update(self, problem: LevelProblem, frames: int) -> LevelMetrics:
         """Clipped-objective minibatch epochs over the problem's rows."""
         settings = self.settings
+        entropy_coef = settings.entropy_at(frames, self.total_frames)
 
         def terms_of(output: HeadOutputs, target: TensorDictBase) -> PPOTerms:
             return ppo_terms(
@@ -108,7 +109,7 @@ class PPO(GradientAlgorithm):
                 actor_weight=target.get("weight"),
                 critic_weight=torch.ones_like(output.value),
                 clip_epsilon=settings.clip_epsilon,
-                entropy_coef=settings.entropy_coef,
+                entropy_coef=entropy_coef,
                 value_coef=settings.value_coef,
             )
 

@@ -57,6 +57,12 @@ class PolicyGradientConfig(LevelAlgorithmConfig):
     """The on-policy family's loss weights: an entropy bonus and the critic's share of the loss."""
 
     entropy_coef: float = Field(0.01, ge=0.0, description="ppo, a2c, a3c, trpo, impala: entropy bonus coefficient.")
+    entropy_schedule: Literal["constant", "linear"] = Field(
+        "constant",
+        description="ppo, a2c, a3c, trpo, impala: linear: the entropy coefficient goes from entropy_coef to "
+        "entropy_final over the run's frames.",
+    )
+    entropy_final: float = Field(0.0, ge=0.0, description="ppo, a2c, a3c, trpo, impala: the linear schedule's last coefficient.")
     value_coef: float = Field(0.5, ge=0.0, description="ppo, a2c, a3c, trpo, impala: critic loss coefficient.")
     value_norm: Literal["popart", "running"] | None = Field(
         None,
@@ -64,3 +70,10 @@ class PolicyGradientConfig(LevelAlgorithmConfig):
         "of each head's returns, read back in return units (popart: exponential averages, MAPPO's value "
         "normalisation; running: exact mean and variance); null: raw returns.",
     )
+
+    def entropy_at(self, frames: int, total_frames: int) -> float:
+        """The entropy coefficient after ``frames`` of the run's ``total_frames`` env frames."""
+        if self.entropy_schedule == "constant":
+            return self.entropy_coef
+        progress = min(1.0, frames / max(total_frames, 1))
+        return self.entropy_coef + (self.entropy_final - self.entropy_coef) * progress

@@ -45,6 +45,7 @@ class TRPO:
 
     def __init__(self, settings: TRPOConfig, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
+        self.total_frames = total_frames
         self.actor = select_parameters(model.policy, trainable_only=False)
         if settings.frozen:
             for parameter in self.actor:
@@ -58,13 +59,13 @@ class TRPO:
             return metrics
         # Fisher-vector products differentiate twice; the fused attention kernels have no double backward.
         with sdpa_kernel(SDPBackend.MATH):
-            self._actor_step(problem, metrics)
+            self._actor_step(problem, metrics, self.settings.entropy_at(frames, self.total_frames))
         return gradient_epochs(
             self.optimizer, problem.rows, problem.rows_per_minibatch, self.settings.epochs,
             lambda indices: self._critic_loss(problem, indices), frames, metrics, problem.runs,
         )
 
-    def _actor_step(self, problem: LevelProblem, metrics: LevelMetrics) -> None:
+    def _actor_step(self, problem: LevelProblem, metrics: LevelMetrics, entropy_coef: float) -> None:
         settings, every_row = self.settings, torch.arange(problem.rows)
         with torch.no_grad():
             before = problem.evaluate(every_row)
@@ -75,7 +76,7 @@ class TRPO:
             for head, output in outputs.items():
                 ratio = (output.log_prob - problem.targets[head].get("old_log_prob")).exp()
                 total = total + weighted_mean(ratio * advantages[head], weights[head])
-                total = total + settings.entropy_coef * weighted_mean(output.entropy, weights[head])
+                total = total + entropy_coef * weighted_mean(output.entropy, weights[head])
             return total
 
         def kl_of(outputs: dict[str, HeadOutputs]) -> torch.Tensor:
