@@ -14,6 +14,7 @@ from himo.scenarios.checkpoint import CheckpointError
 from himo.scenarios.errors import RunError, ScenarioError
 from himo.scenarios.interrupt import EXIT_CODE, RunInterrupted
 from himo.scenarios.loader import load, parse_yaml, read_yaml, to_yaml
+from himo.scenarios.schema import Scenario
 
 SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
 
@@ -30,12 +31,26 @@ def _validate(arguments: argparse.Namespace) -> int:
     for reference in arguments.scenarios:
         try:
             scenario = load(reference, arguments.set)
+            if arguments.env:
+                _build(scenario)
         except ScenarioError as error:
             print(error, file=sys.stderr)
             failures += 1
         else:
-            print(f"ok: {reference} (scenario {scenario.name!r})")
+            built = "; its env and policy build" if arguments.env else ""
+            print(f"ok: {reference} (scenario {scenario.name!r}{built})")
     return 1 if failures else 0
+
+
+def _build(scenario: Scenario) -> None:
+    """Build the scenario's env (two copies) and policy, as a run would: every key, shape and part checked."""
+    from himo.scenarios.build import build_env, build_policy
+
+    env = build_env(scenario, num_envs=2)
+    try:
+        build_policy(scenario, env)
+    finally:
+        env.close()
 
 
 def _show(arguments: argparse.Namespace) -> int:
@@ -167,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check scenario files (paths or built-in names)")
     validate.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     validate.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    validate.add_argument(
+        "--env", action="store_true", help="also build each scenario's env and policy: its observation keys, shapes and actions"
+    )
     validate.set_defaults(handler=_validate)
 
     show = commands.add_parser(

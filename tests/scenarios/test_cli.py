@@ -29,6 +29,16 @@ def test_validate_accepts_builtins_by_name_and_path() -> None:
     assert result.stdout.count("ok:") == 2
 
 
+def test_validate_with_env_builds_the_env_and_finds_a_key_it_lacks() -> None:
+    passed = himo("validate", "cartpole", "--env")
+    assert passed.returncode == 0 and "its env and policy build" in passed.stdout, passed.stderr
+    # The schema alone accepts any key; only the env knows it has no 'picture'.
+    assert himo("validate", DEFAULT_SCENARIO, "--set", "modalities.image.key=picture").returncode == 0
+    failed = himo("validate", DEFAULT_SCENARIO, "--env", "--set", "modalities.image.key=picture")
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "modalities.image.key: group 'agents' of himo/beacon has no observation 'picture'" in failed.stderr
+
+
 def test_validate_rejects_a_typo_with_file_line_and_suggestion(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(f"extends: {DEFAULT_SCENARIO}\nname: broken\ntrain:\n  frmes: 10\n")
