@@ -111,6 +111,11 @@ class GymnasiumVectorEnv(EnvBase):
         """Tokenizer of each text observation, keyed by observation name."""
         return self.converter.tokenizers
 
+    @property
+    def untokenized(self) -> list[str]:
+        """Text observations left out for want of a vocabulary (``env.kwargs.vocabularies``)."""
+        return self.converter.untokenized
+
     def _make_specs(self) -> None:
         agent_shape = (self.num_envs, 1)
         with set_gym_backend("gymnasium"):

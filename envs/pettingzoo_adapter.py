@@ -131,6 +131,11 @@ class PettingZooParallelBatchEnv(EnvBase):
             tokenizers.update(converter.tokenizers)
         return tokenizers
 
+    @property
+    def untokenized(self) -> list[str]:
+        """Text observations left out for want of a vocabulary (``env.kwargs.vocabularies``), over all groups."""
+        return sorted({name for converter in self.converters.values() for name in converter.untokenized})
+
     def _agent_shape(self, group: str) -> tuple[int, int]:
         return (self.num_envs, len(self.group_map[group]))
 
@@ -358,6 +363,7 @@ def make_pettingzoo_env(
         # SerialEnv forwards attributes to its copies as lists: keep one group map and no text.
         env.group_map = env.group_map[0]
         env.tokenizers = {}
+        env.untokenized = []
         return env
     else:
         raise ValueError(f"api must be 'parallel' or 'aec', got {api!r}")

@@ -104,6 +104,8 @@ class ObservationConverter:
         self.is_dict = isinstance(space, gymnasium.spaces.Dict)
         top = space if self.is_dict else gymnasium.spaces.Dict({STATE: space})
         self.entries: list[_Entry] = []
+        self.untokenized: list[str] = []
+        """Text observations left out for want of a vocabulary: nothing can read them (see ``_entry``)."""
         self._add_entries((), top, dict(vocabularies or {}), exclude)
         self._text_cache: dict[tuple[str, ...], dict[str, tuple[torch.Tensor, torch.Tensor]]] = {
             entry.key: {} for entry in self.entries if entry.kind == "text"
@@ -119,6 +121,10 @@ class ObservationConverter:
             key = (*prefix, name)
             if isinstance(subspace, gymnasium.spaces.Dict):
                 self._add_entries(key, subspace, vocabularies, ())
+            elif is_text_space(subspace) and vocabularies.get(name) is None and not is_mission_space(subspace):
+                # Without its words it cannot be tokenized; left out, it costs nothing unless a scenario reads it,
+                # and then the scenario's check names the missing vocabulary (himo.scenarios.build).
+                self.untokenized.append(name)
             else:
                 self.entries.append(self._entry(key, subspace, vocabularies.get(name)))
 
@@ -127,10 +133,6 @@ class ObservationConverter:
         if is_text_space(space):
             if words is None and is_mission_space(space):
                 words = MINIGRID_WORDS
-            if words is None:
-                raise ValueError(
-                    f"observation {name!r} is text; pass vocabularies={{{name!r}: [...words]}} to tokenize it"
-                )
             tokenizer = build_word_tokenizer(words)
             spec = Composite(
                 {

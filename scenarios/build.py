@@ -53,7 +53,11 @@ def check_observation_keys(scenario: Scenario, env: EnvBase) -> None:
         wanted += [
             (("workers", name, "shared"), key) for name, worker in scenario.workers.items() for key in worker.shared
         ]
+        untokenized = getattr(env, "untokenized", [])
         for path, key in wanted:
+            if key in untokenized:
+                message = f"observation {key!r} is text: list its words in env.kwargs.vocabularies.{key} to read it"
+                raise _error(scenario, path, message)
             if key not in available:
                 message = f"group {group!r} of {scenario.env.id} has no observation {key!r}; it has {available}"
                 raise _error(scenario, path, with_suggestion(message, key, available))

@@ -139,12 +139,12 @@ def test_undeclared_reward_component_is_an_error() -> None:
         env.rollout(2)
 
 
-def test_text_space_needs_a_vocabulary() -> None:
+def test_a_text_space_is_tokenized_over_its_vocabulary_and_left_out_without_one() -> None:
     from himo.envs.spaces import ObservationConverter
 
     space = gymnasium.spaces.Dict({"note": gymnasium.spaces.Text(20)})
-    with pytest.raises(ValueError, match="vocabularies"):
-        ObservationConverter(space)
+    unread = ObservationConverter(space)  # no vocabulary: left out, so an env whose text nobody reads still builds
+    assert unread.entries == [] and unread.untokenized == ["note"]
     converter = ObservationConverter(space, vocabularies={"note": ["hello", "world"]}, text_length=4)
     converted = converter.convert({"note": ["hello world", "world"]}, [2, 1])
     assert converted["note", keys.INPUT_IDS].shape == (2, 1, 4)

@@ -163,3 +163,45 @@ def test_a_missing_python_path_folder_is_a_located_error(tmp_path: Path) -> None
     path = write_scenario(tmp_path, "id: python/my_envs:make_pairs", VECTOR)
     with pytest.raises(ScenarioError, match=r"env\.python_path\.0.*folder not found"):
         build_env(load(path, ["env.python_path=[elsewhere]"]))
+
+
+NOTE_MODULE = '''
+import gymnasium
+import numpy as np
+
+
+class Noted(gymnasium.Env):
+    """A number to act on, and a free-text note."""
+
+    def __init__(self):
+        self.observation_space = gymnasium.spaces.Dict(
+            {"state": gymnasium.spaces.Box(0.0, 1.0, (2,), np.float32), "note": gymnasium.spaces.Text(40)}
+        )
+        self.action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return {"state": np.zeros(2, np.float32), "note": "go left"}, {}
+
+    def step(self, action):
+        return {"state": np.zeros(2, np.float32), "note": "go right"}, 1.0, True, False, {}
+
+
+def make_noted():
+    return Noted()
+'''
+
+
+def test_text_that_no_modality_reads_needs_no_vocabulary_and_text_one_reads_names_it(tmp_path: Path) -> None:
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "noted.py").write_text(NOTE_MODULE)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(
+        f"name: noted\nenv: {{id: python/noted:make_noted, python_path: [envs], num_envs: 2}}\n"
+        f"modalities: {VECTOR}\n{SHORT}\nlog: {{dir: {tmp_path / 'runs'}}}\n"
+    )
+    assert train(load(path), progress=False).frames == 128
+    with pytest.raises(ScenarioError, match=r"modalities\.words\.key: observation 'note' is text: list its words in env\.kwargs\.vocabularies\.note"):
+        build_env(load(path, ["modalities.words={key: note, encoder: transformer}"]))
+    words = ["env.kwargs={vocabularies: {note: [go, left, right]}}", "modalities.words={key: note, encoder: transformer}"]
+    assert train(load(path, words), progress=False).frames == 128
