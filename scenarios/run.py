@@ -25,8 +25,10 @@ from tqdm import tqdm
 from himo.agents.optim import NonFiniteLossError
 from himo.agents.sac import ReplayBufferTooLarge
 from himo.agents import tags
+from himo.envs import keys
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env, build_learners, build_policy, load_level_checkpoints
+from himo.scenarios.hparams import write_hparams
 from himo.scenarios.errors import RunError
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.asynchronous import run_actor_learners, uses_actor_learners
@@ -100,6 +102,8 @@ class Trainer:
         # Where the env's state is in the checkpoint it is restored; where not, the resumed envs start
         # fresh episodes rather than replaying the first ones.
         self.env = build_env(scenario, seed=scenario.train.seed + self.frames)
+        self.reports_success = scenario.env.success_above is not None or keys.SUCCESS in self.env.full_observation_spec.keys()
+        """Whether episodes are counted as successes (``env.success_above``, or the env's own signal)."""
         # Before building the policy: some initialisations (orthogonal) give other floats on other thread counts.
         torch.set_num_threads(scenario.train.threads)
         self.policy: HierarchicalPolicy = build_policy(scenario, self.env)
@@ -342,6 +346,7 @@ def train(
     (folder / SCENARIO_FILE).write_text(to_yaml(scenario))
     trainer = Trainer(scenario, folder, observer=observer)
     trainer.writer.add_text(tags.SCENARIO, f"```yaml\n{to_yaml(scenario)}```", 0)
+    write_hparams(trainer.writer, scenario, list(trainer.policy.groups), trainer.reports_success)
     return trainer.run(progress)
 
 
