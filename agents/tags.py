@@ -12,6 +12,8 @@ EPISODE_LENGTH = "episode/length"
 EPISODE_COUNT = "episode/count"
 EPISODE_SUCCESS_RATE = "episode/success_rate"
 OPTION_LENGTH = "manager/option_length"
+OPTIONS_CHOSEN = "manager/options_chosen"  # histogram: the worker index chosen at each decision
+OPTION_LENGTHS = "manager/option_lengths"  # histogram: the length of each option a decision ended
 TERMINATION_PROBABILITY = "manager/termination_probability"
 """Learned termination: mean ``beta_o(s_t)`` over the steps that feed the termination gradient."""
 TERMINATION_ADVANTAGE = "manager/termination_advantage"

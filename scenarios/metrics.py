@@ -9,6 +9,7 @@ from tensordict import TensorDictBase
 
 from himo.envs import keys
 from himo.agents import tags
+from himo.hierarchy.state import IS_INIT
 
 
 def team_returns(ends: TensorDictBase, groups: Sequence[str]) -> torch.Tensor:
@@ -67,3 +68,20 @@ def batch_metrics(
             share = chosen[:, index].mean().item() if chosen.numel() else 0.0
             metrics[tag(tags.option_frequency(worker))] = share
     return metrics
+
+
+def option_histograms(batch: TensorDictBase, groups: Sequence[str], workers: int) -> dict[str, torch.Tensor]:
+    """Values for TensorBoard histograms, by tag: the worker chosen at each of the batch's decisions, and the length
+    (in its agent's steps) of each option a decision ended (options cut by an episode's end or the batch's are not
+    counted). Empty with a single worker: nothing is chosen."""
+    if workers < 2:
+        return {}
+    found = {}
+    for group in groups:
+        decision = batch.get((group, keys.MANAGER, keys.DECISION))
+        is_init = batch.get(IS_INIT).expand_as(decision)
+        found[tags.in_group(group, tags.OPTIONS_CHOSEN, len(groups))] = batch.get((keys.NEXT, group, keys.MANAGER, keys.OPTION))[decision]
+        # At a decision that ends an option, the option state's age is how many steps that option ran.
+        ended = decision & ~is_init
+        found[tags.in_group(group, tags.OPTION_LENGTHS, len(groups))] = batch.get((group, keys.MANAGER, keys.AGE))[ended]
+    return {tag: values for tag, values in found.items() if values.numel()}

@@ -35,7 +35,7 @@ from himo.scenarios.asynchronous import run_actor_learners, uses_actor_learners
 from himo.scenarios.collection import is_asynchronous, make_collector
 from himo.scenarios.interrupt import InterruptGuard, RunInterrupted
 from himo.scenarios.loader import load, to_yaml
-from himo.scenarios.metrics import batch_metrics
+from himo.scenarios.metrics import batch_metrics, option_histograms
 from himo.scenarios.resume_point import capture_resume_point, restore_resume_point
 from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, FoundCheckpoint, read_newest, save_checkpoint
 from himo.scenarios.schema import Scenario
@@ -301,6 +301,8 @@ class Trainer:
         started, start_frames = self._clock
         metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - started).total_seconds(), 1e-9)
         self._log(metrics, groups)
+        for tag, values in option_histograms(batch, groups, len(workers)).items():
+            self.writer.add_histogram(tag, values, self.frames)
         self._resume_point = capture_resume_point(self._local(collector), self.env)
         every = scenario.log.checkpoint_every
         if self.frames // every > (self.frames - batch.numel()) // every or self.frames >= target:

@@ -64,3 +64,21 @@ def test_the_built_in_world_reports_its_own_success_and_a_threshold_overrides_it
     run = train(scenario, progress=False)
     assert run.episodes and all(successes is not None and 0 <= successes <= ended for _, ended, successes in run.episodes)
     assert 0.0 <= evaluate(run.folder, episodes=16).success_rate <= 1.0
+
+
+def test_options_chosen_and_option_lengths_are_histograms_of_each_batch(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from himo.agents import tags
+
+    every = 3
+    overrides = [*SMALL_BEACON, f"manager.termination.every={every}", f"log.dir={tmp_path}"]
+    result = train(load("beacon", overrides), progress=False)
+    events = EventAccumulator(str(result.folder), size_guidance={"histograms": 0})
+    events.Reload()
+    assert {tags.OPTIONS_CHOSEN, tags.OPTION_LENGTHS} <= set(events.Tags()["histograms"])
+    for batch in events.Histograms(tags.OPTION_LENGTHS):
+        # Interval termination: every option a decision ends ran exactly `every` steps.
+        assert batch.histogram_value.min == every and batch.histogram_value.max == every
+    chosen = events.Histograms(tags.OPTIONS_CHOSEN)
+    assert len(chosen) == 2 and all(0 <= batch.histogram_value.min <= batch.histogram_value.max <= 2 for batch in chosen)
