@@ -19,6 +19,9 @@ TERMINATION_PROBABILITY = "manager/termination_probability"
 TERMINATION_ADVANTAGE = "manager/termination_advantage"
 """Learned termination: mean ``A(s_t, o)`` (option value over the manager's baseline) on those steps."""
 FPS = "time/fps"
+EVAL_RETURN = "return"
+EVAL_SUCCESS_RATE = "success_rate"
+EVAL_LENGTH = "length"
 SCENARIO = "scenario"
 
 
@@ -60,6 +63,12 @@ def entropy(level: str) -> str:
 def level_metric(name: str, level: str) -> str:
     """A per-level diagnostic: ``grad_norm``, ``lr``, ``kl``, ``clip_fraction``, ``entropy``, ``skipped_updates``."""
     return f"{name}/{level}"
+
+
+def evaluation(metric: str, sampled: bool) -> str:
+    """``eval/<metric>`` of the greedy policy, ``eval/sampled/<metric>`` of the sampling one (``log.eval_every``):
+    over every group (the return is the mean of the groups' team returns)."""
+    return f"eval/{'sampled/' if sampled else ''}{metric}"
 
 
 def in_group(group: str, tag: str, groups: int) -> str:

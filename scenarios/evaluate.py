@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchrl.collectors import Collector
+from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType
 
 from himo.envs import keys
+from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env, build_policy
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
 from himo.scenarios.metrics import episode_successes
 from himo.scenarios.run import SCENARIO_FILE
 from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, read_newest
+from himo.scenarios.schema import Scenario
 
 EVALUATION_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs so they see other episodes."""
@@ -44,6 +49,11 @@ class Evaluation:
     success signal (None without either)."""
     sampled: bool = False
     """Whether the policy sampled its actions and choices (as in training) rather than taking the most likely."""
+
+    @property
+    def team_return(self) -> float:
+        """The mean of every group's team return."""
+        return sum(result.team_return for result in self.groups.values()) / len(self.groups)
 
     def summary(self) -> str:
         """A human-readable report."""
@@ -78,6 +88,28 @@ def evaluate(folder: Path, episodes: int, sample: bool = False) -> Evaluation:
     policy = build_policy(scenario, env)
     policy.load_state_dict(checkpoint["policy"])
     torch.set_num_threads(scenario.train.threads)
+    return run_episodes(scenario, env, policy, sample)
+
+
+def evaluate_live(scenario: Scenario, policy: HierarchicalPolicy, episodes: int, sample: bool = False) -> Evaluation:
+    """A training run's policy as it is now, on ``episodes`` fresh episodes (the same ones at every call); the
+    random generators of the run are left as they were, so evaluating changes nothing of its training."""
+    state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(scenario.train.seed + EVALUATION_SEED_OFFSET)
+        env = build_env(scenario, num_envs=episodes, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
+        try:
+            return run_episodes(scenario, env, policy, sample)
+        finally:
+            if not env.is_closed:
+                env.close()
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+
+
+def run_episodes(scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, sample: bool) -> Evaluation:
+    """One episode of ``policy`` in each copy of ``env`` (greedy, or with ``sample`` as in training)."""
+    episodes = env.batch_size.numel()
     collector = Collector(
         env,
         policy,

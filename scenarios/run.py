@@ -307,11 +307,25 @@ class Trainer:
         every = scenario.log.checkpoint_every
         if self.frames // every > (self.frames - batch.numel()) // every or self.frames >= target:
             self.save()
+        evaluate_every = scenario.log.eval_every
+        if evaluate_every and self.frames // evaluate_every > (self.frames - batch.numel()) // evaluate_every:
+            self._evaluate()
         bar.update(batch.numel())
         recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
         bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)
         if self.observer is not None:
             self.observer(self.frames, metrics)
+
+    def _evaluate(self) -> None:
+        """The greedy and the sampling policy as they are now, on fresh episodes, logged under ``eval/``."""
+        from himo.scenarios.evaluate import evaluate_live  # it reads run folders through this module
+
+        for sampled in (False, True):
+            result = evaluate_live(self.scenario, self.policy, self.scenario.log.eval_episodes, sampled)
+            self.writer.add_scalar(tags.evaluation(tags.EVAL_RETURN, sampled), result.team_return, self.frames)
+            self.writer.add_scalar(tags.evaluation(tags.EVAL_LENGTH, sampled), result.episode_length, self.frames)
+            if result.success_rate is not None:
+                self.writer.add_scalar(tags.evaluation(tags.EVAL_SUCCESS_RATE, sampled), result.success_rate, self.frames)
 
     def _interruption(self, saved: bool) -> RunInterrupted:
         """What to tell the user when Ctrl-C stopped the run (``saved``: at the current frames)."""

@@ -291,7 +291,13 @@ class LogConfig(Section):
     keep_checkpoints: int = Field(
         3, ge=1, description="Newest checkpoints kept; older ones are deleted once a new one is written."
     )
-    eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation.")
+    eval_every: int | None = Field(
+        None,
+        ge=1,
+        description="Frames between evaluations during training: the greedy and the sampling policy, each on "
+        "eval_episodes fresh episodes (the same ones every time), logged as eval/... and eval/sampled/...; null: none.",
+    )
+    eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation (log.eval_every).")
 
 
 class Scenario(Section):

@@ -82,3 +82,22 @@ def test_options_chosen_and_option_lengths_are_histograms_of_each_batch(tmp_path
         assert batch.histogram_value.min == every and batch.histogram_value.max == every
     chosen = events.Histograms(tags.OPTIONS_CHOSEN)
     assert len(chosen) == 2 and all(0 <= batch.histogram_value.min <= batch.histogram_value.max <= 2 for batch in chosen)
+
+
+def test_evaluation_on_a_schedule_logs_the_greedy_and_the_sampling_policy_and_changes_no_training(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(overrides: list[str], folder) -> dict[str, list[float]]:
+        result = train(load("beacon", [*SMALL_BEACON, *overrides, f"log.dir={folder}"]), progress=False)
+        events = EventAccumulator(str(result.folder), size_guidance={"scalars": 0})
+        events.Reload()
+        return {tag: [point.value for point in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+    evaluated = scalars(["log.eval_every=256", "log.eval_episodes=4"], tmp_path / "evaluated")
+    plain = scalars([], tmp_path / "plain")
+    for tag in ("eval/return", "eval/length", "eval/success_rate", "eval/sampled/return", "eval/sampled/success_rate"):
+        assert len(evaluated[tag]) == 2, tag  # at 256 and 512 frames
+    assert all(0.0 <= rate <= 1.0 for rate in evaluated["eval/success_rate"])
+    # Evaluating draws from generators of its own: the training itself is the same, batch for batch.
+    assert evaluated["loss/workers/objective"] == plain["loss/workers/objective"]
+    assert not any(tag.startswith("eval/") for tag in plain)
