@@ -1,13 +1,20 @@
-"""The scenario's main fields and the run's final metrics in TensorBoard's HParams tab, so runs compare side by side.
+"""What a run writes for TensorBoard beside its scalars: the HParams session, and a custom-scalars layout.
+
+**HParams.** The scenario's main fields and the run's final metrics in TensorBoard's HParams tab, so runs compare
+side by side.
 
 At the start of a run its hyper-parameters are written as an HParams session: every scalar field of the scenario's
 ``env``, ``train``, ``manager``, ``multi_agent`` and ``algorithm`` sections (dotted, e.g. ``algorithm.workers.lr``),
 and the number of workers. The metrics listed are scalar tags the run logs anyway (episode return per group, success
 rate, frames per second): the tab reads their latest values from the same event file.
+
+**Custom scalars.** One chart of every reward channel (and the team reward), one of every worker's option frequency,
+and one of the manager's and the workers' losses side by side, per agent group.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,3 +54,24 @@ def write_hparams(writer: SummaryWriter, scenario: Scenario, groups: Sequence[st
     experiment, start, end = hparams(scenario_hparams(scenario), {metric: 0.0 for metric in metrics})
     for summary in (experiment, start, end):
         writer.file_writer.add_summary(summary)
+
+
+def chart_layout(groups: Sequence[str]) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout: per group, charts of tag patterns (TensorBoard reads each tag as a regex)."""
+    layout = {}
+    for group in groups:
+        prefix = f"{re.escape(group)}/" if len(groups) > 1 else ""
+        # Each tag function with an empty last part gives the prefix every tag of its kind starts with.
+        layout[group] = {
+            "reward channels": ["Multiline", [f"^{prefix}{tags.REWARD_ENV}$", f"^{prefix}{tags.reward_channel('')}"]],
+            "option frequencies": ["Multiline", [f"^{prefix}{tags.option_frequency('')}"]],
+            "losses, manager and workers": [
+                "Multiline", [f"^{prefix}{tags.loss('manager', '')}", f"^{prefix}{tags.loss('workers', '')}"]
+            ],
+        }
+    return layout
+
+
+def write_layout(writer: SummaryWriter, groups: Sequence[str]) -> None:
+    """Write the custom-scalars layout of :func:`chart_layout` to ``writer``'s event file."""
+    writer.add_custom_scalars(chart_layout(groups))

@@ -28,7 +28,7 @@ from himo.agents import tags
 from himo.envs import keys
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env, build_learners, build_policy, load_level_checkpoints
-from himo.scenarios.hparams import write_hparams
+from himo.scenarios.hparams import write_hparams, write_layout
 from himo.scenarios.errors import RunError
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.asynchronous import run_actor_learners, uses_actor_learners
@@ -363,6 +363,7 @@ def train(
     trainer = Trainer(scenario, folder, observer=observer)
     trainer.writer.add_text(tags.SCENARIO, f"```yaml\n{to_yaml(scenario)}```", 0)
     write_hparams(trainer.writer, scenario, list(trainer.policy.groups), trainer.reports_success)
+    write_layout(trainer.writer, list(trainer.policy.groups))
     return trainer.run(progress)
 
 

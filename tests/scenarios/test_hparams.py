@@ -36,3 +36,24 @@ def test_each_groups_return_is_a_metric_and_no_success_without_a_measure(tmp_pat
     result = train(load("speaker-listener", short), progress=False)
     _, metrics = hparams_of(result.folder)
     assert metrics == ["speaker/episode/return", "listener/episode/return", "time/fps"]
+
+
+def test_the_layout_puts_each_groups_channels_choices_and_losses_on_one_chart_each(tmp_path: Path) -> None:
+    import re
+
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    short = ["env.num_envs=2", "train.frames=200", "train.frames_per_batch=100", f"log.dir={tmp_path}"]
+    result = train(load("speaker-listener", short), progress=False)
+    events = EventAccumulator(str(result.folder))
+    events.Reload()
+    (written,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(written.tensor_proto.string_val[0])
+    charts = {category.title: {chart.title: list(chart.multiline.tag) for chart in category.chart} for category in layout.category}
+    assert set(charts) == {"speaker", "listener"}
+    logged = events.Tags()["scalars"]
+    channels = [tag for tag in logged if any(re.search(pattern, tag) for pattern in charts["listener"]["reward channels"])]
+    assert sorted(channels) == ["listener/reward/channel/vector", "listener/reward/env"]
+    losses = charts["speaker"]["losses, manager and workers"]
+    assert any(re.search(pattern, "speaker/loss/workers/critic") for pattern in losses)
+    assert not any(re.search(pattern, "listener/loss/workers/critic") for pattern in losses)
