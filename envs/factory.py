@@ -25,10 +25,10 @@ import torch
 from pettingzoo import AECEnv, ParallelEnv
 from torchrl.envs import EnvBase, SerialEnv
 
-from himo.envs import keys
 from himo.envs.constructor_errors import EnvConstructionError
 from himo.envs.gymnasium_adapter import make_gymnasium_env
 from himo.envs.pettingzoo_adapter import make_pettingzoo_env
+from himo.envs.registry import agent_groups
 
 ADAPTER_KWARGS = ("text_length", "vocabularies", "reward_components", "group_map")
 """``env.kwargs`` the adapters read themselves; every other one goes to the factory."""
@@ -92,8 +92,7 @@ def _torchrl_env(name: str, probe: EnvBase, factory: Callable[[], EnvBase], num_
             f"python/{name} gave a TorchRL env of batch size {list(probe.batch_size)}; expected [] (one copy) or "
             f"[{num_envs}] (env.num_envs)"
         )
-    groups = [key[0] for key in env.full_reward_spec.keys(True, True) if len(key) == 2 and key[1] == keys.REWARD]
-    if not groups:
+    if not agent_groups(env):
         raise ValueError(
             f"python/{name} gave a TorchRL env without agent groups: himo reads each group's data under the group "
             f"(e.g. ('agent', 'observation', ...) [num_envs, agents, ...]) with a reward per group, "

@@ -7,10 +7,13 @@ batch size is ``[num_envs]``; per-agent data lives under each group with dims
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torchrl.envs import EnvBase
+
+from himo.envs import keys
 
 
 def _make_himo(name: str, *, num_envs: int, seed: int, device: str, **kwargs: Any) -> EnvBase:
@@ -59,3 +62,16 @@ def make_env(env_id: str, *, num_envs: int, seed: int, device: str = "cpu", **kw
     """Build the batched TorchRL environment named by ``env_id`` (e.g. ``"himo/beacon"``)."""
     family, name = split_env_id(env_id)
     return ENV_FAMILIES[family](name, num_envs=num_envs, seed=seed, device=device, **kwargs)
+
+
+def put_on_import_path(folders: Sequence[str]) -> None:
+    """Put ``folders`` at the front of the import path (the first named first, each once): where a user's env
+    module is imported from (a scenario's ``env.python_path``)."""
+    for folder in reversed(folders):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def agent_groups(env: EnvBase) -> list[str]:
+    """The agent groups of a built env: the sub-tensordicts that hold a reward."""
+    return [key[0] for key in env.full_reward_spec.keys(True, True) if len(key) == 2 and key[1] == keys.REWARD]

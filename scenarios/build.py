@@ -14,7 +14,7 @@ from himo.agents.registry import ALGORITHMS
 from himo.agents.heads import CriticView
 from himo.envs import keys
 from himo.envs.other_groups import OtherGroups
-from himo.envs.registry import make_env
+from himo.envs.registry import agent_groups, make_env, put_on_import_path
 from himo.envs.rewards import RewardChannels, RewardFunctionError
 from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
 from himo.hierarchy.goals import GoalNetwork
@@ -35,11 +35,6 @@ from himo.scenarios.schema import LearnedTermination, MemoryConfig, Scenario
 
 def _error(scenario: Scenario, path: tuple[str, ...], message: str) -> ScenarioError:
     return ScenarioError([Problem(Origin(f"scenario {scenario.name!r}"), path, message)])
-
-
-def agent_groups(env: EnvBase) -> list[str]:
-    """The agent groups of a built env: the sub-tensordicts that hold a reward."""
-    return [key[0] for key in env.full_reward_spec.keys(True, True) if len(key) == 2 and key[1] == keys.REWARD]
 
 
 def check_observation_keys(scenario: Scenario, env: EnvBase) -> None:
@@ -132,9 +127,7 @@ def _add_python_path(scenario: Scenario) -> None:
     for index, folder in enumerate(scenario.env.python_path):
         if not Path(folder).is_dir():
             raise _error(scenario, ("env", "python_path", str(index)), f"folder not found: {folder}")
-    for folder in reversed(scenario.env.python_path):  # the first named comes first
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+    put_on_import_path(scenario.env.python_path)
 
 
 def memory_states(scenario: Scenario) -> dict[tuple[str, ...], tuple[int, int]]:

@@ -10,7 +10,6 @@ is a baseline that costs one command.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from torchrl.data import Categorical, Composite, OneHot, TensorSpec
 from torchrl.envs import EnvBase
 
 from himo.envs import keys
-from himo.envs.registry import make_env
+from himo.envs.registry import make_env, put_on_import_path
+from himo.envs.registry import agent_groups
 from himo.scenarios.errors import ScenarioError
 
 
@@ -78,11 +78,6 @@ def _action(spec: TensorSpec, agent_dims: int) -> str:
     return _describe(spec, agent_dims)
 
 
-def _groups(env: EnvBase) -> list[str]:
-    """The agent groups: the sub-tensordicts that hold a reward."""
-    return [key[0] for key in env.full_reward_spec.keys(True, True) if len(key) == 2 and key[1] == keys.REWARD]
-
-
 def inspect_env(
     env_id: str,
     kwargs: Mapping[str, Any] | None = None,
@@ -96,16 +91,16 @@ def inspect_env(
     An episode succeeds where its team return (the mean over groups) is above ``success_above``, as a scenario's
     ``env.success_above`` says; without it, where the env reports success (``"success"``), if it does.
     """
-    for folder in reversed([str(Path(folder).resolve()) for folder in python_path]):
+    folders = [str(Path(folder).resolve()) for folder in python_path]
+    for folder in folders:
         if not Path(folder).is_dir():
             raise ScenarioError.single(env_id, f"--python-path folder not found: {folder}")
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+    put_on_import_path(folders)
     try:
         env = make_env(env_id, num_envs=episodes, seed=seed, **dict(kwargs or {}))
     except (ValueError, TypeError, KeyError, ImportError) as error:
         raise ScenarioError.single(env_id, f"cannot build {env_id}: {error}") from None
-    groups = _groups(env)
+    groups = agent_groups(env)
     if not groups:
         raise ScenarioError.single(env_id, "the env has no agent group with a reward (see himo.envs.keys)")
     observation_spec, batch_dims = env.full_observation_spec, env.batch_dims

@@ -9,7 +9,8 @@ import torch
 from torchrl.collectors import Collector
 
 from himo.envs import keys
-from himo.scenarios.build import agent_groups, build_env
+from himo.envs.registry import agent_groups
+from himo.scenarios.build import build_env
 from himo.scenarios.schema import Scenario
 
 

@@ -16,7 +16,8 @@ from torchrl.collectors import Collector
 
 from himo.envs import keys
 from himo.hierarchy.state import IS_INIT
-from himo.scenarios.build import agent_groups, build_env, build_policy
+from himo.envs.registry import agent_groups
+from himo.scenarios.build import build_env, build_policy
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
 

@@ -24,7 +24,8 @@ from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.hierarchy.selectors import CONCENTRATION_FLOOR
 from himo.hierarchy.state import IS_INIT
-from himo.scenarios.build import agent_groups, build_env, build_policy
+from himo.envs.registry import agent_groups
+from himo.scenarios.build import build_env, build_policy
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
 

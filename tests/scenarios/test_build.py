@@ -11,7 +11,8 @@ import torch
 from torchrl.envs.utils import check_env_specs
 
 from himo.envs import keys
-from himo.scenarios.build import agent_groups, build_env
+from himo.envs.registry import agent_groups
+from himo.scenarios.build import build_env
 from himo.scenarios.catalog import DEFAULT_SCENARIO, builtin_scenarios
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.loader import load
