@@ -33,3 +33,17 @@ def newest_checkpoint(run_folder: Path) -> Path:
     files = checkpoint_files(run_folder / CHECKPOINT_FOLDER)
     assert files, f"no checkpoint in {run_folder}"
     return files[0]
+
+
+def greedy_success_of(folder: Path, name: str, scenario: str, episodes: int = 200) -> float:
+    """Write ``scenario`` (YAML text) as ``folder/<name>.yaml``, train it, and return its greedy policy's success rate
+    on ``episodes`` fresh episodes."""
+    from himo.scenarios.evaluate import evaluate
+    from himo.scenarios.loader import load
+    from himo.scenarios.run import train
+
+    folder.mkdir()
+    path = folder / f"{name}.yaml"
+    path.write_text(scenario)
+    run = train(load(path), progress=False)
+    return evaluate(run.folder, episodes).success_rate

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from short_runs import greedy_success_of
 from signal_game import SIZE
-
-from himo.scenarios.evaluate import evaluate
-from himo.scenarios.loader import load
-from himo.scenarios.run import train
 
 
 def greedy_success(folder: Path, deaf: bool) -> float:
-    folder.mkdir()
-    path = folder / "signal-game.yaml"
-    path.write_text(
+    return greedy_success_of(
+        folder,
+        "signal-game",
         f"""
 name: signal-game
 env: {{id: pettingzoo/signal_game, kwargs: {{deaf: {str(deaf).lower()}}}, num_envs: 16, success_above: 0.5}}
@@ -26,10 +23,8 @@ multi_agent: {{critic: global}}
 algorithm: {{workers: {{name: ppo, lr: 3.0e-3, minibatch_size: 128, epochs: 4}}}}
 train: {{frames: 12288, frames_per_batch: 512, seed: 0}}
 log: {{dir: {folder}}}
-"""
+""",
     )
-    run = train(load(path), progress=False)
-    return evaluate(run.folder, 200).success_rate
 
 
 def test_the_speakers_words_come_to_carry_the_target(tmp_path: Path) -> None:

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from short_runs import greedy_success_of
 from two_cues import SIZE, TWO_CUES_ID
 
-from himo.scenarios.evaluate import evaluate
-from himo.scenarios.loader import load
-from himo.scenarios.run import train
 
 LEVEL = "{name: ppo, lr: 3.0e-3, lr_schedule: linear, minibatch_size: 128, epochs: 4}"
 
 
 def greedy_success(folder: Path, goal: str) -> float:
-    folder.mkdir()
-    path = folder / "two-cues.yaml"
-    path.write_text(
+    return greedy_success_of(
+        folder,
+        "two-cues",
         f"""
 name: two-cues
 env: {{id: gymnasium/{TWO_CUES_ID}, num_envs: 16, success_above: 0.5}}
@@ -28,10 +26,8 @@ manager: {{termination: {{every: 1}}, goal: {goal}}}
 algorithm: {{workers: {LEVEL}, manager: {LEVEL}}}
 train: {{frames: 16384, frames_per_batch: 512, seed: 0}}
 log: {{dir: {folder}}}
-"""
+""",
     )
-    run = train(load(path), progress=False)
-    return evaluate(run.folder, 200).success_rate
 
 
 def test_goals_let_one_worker_act_on_what_only_another_modality_tells(tmp_path: Path) -> None:

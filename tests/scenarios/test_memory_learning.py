@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from short_runs import greedy_success_of
 from recall import RECALL_ID, SIZE
 
-from himo.scenarios.evaluate import evaluate
-from himo.scenarios.loader import load
-from himo.scenarios.run import train
 
 LEVEL = "{name: ppo, lr: 3.0e-3, minibatch_size: 256, epochs: 4}"
 
 
 def greedy_success(folder: Path, memory: str) -> float:
-    folder.mkdir()
-    path = folder / "recall.yaml"
-    path.write_text(
+    return greedy_success_of(
+        folder,
+        "recall",
         f"""
 name: recall
 env: {{id: gymnasium/{RECALL_ID}, num_envs: 16, success_above: 0.5}}
@@ -28,10 +26,8 @@ workers:
 algorithm: {{workers: {LEVEL}, manager: {LEVEL}}}
 train: {{frames: 16384, frames_per_batch: 512, seed: 0}}
 log: {{dir: {folder}}}
-"""
+""",
     )
-    run = train(load(path), progress=False)
-    return evaluate(run.folder, 200).success_rate
 
 
 def test_a_recurrent_worker_acts_on_a_cue_it_no_longer_sees(tmp_path: Path) -> None:
