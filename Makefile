@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[minigrid,mpe,dev,tune,ray]" -c constraints.txt
+	$(BIN)/python -m pip install --quiet -e ".[minigrid,mpe,dev,tune,ray,docs,adapters]" -c constraints.txt
 	touch $(STAMP)
 
 test: install

@@ -71,6 +71,15 @@ def evaluation(metric: str, sampled: bool) -> str:
     return f"eval/{'sampled/' if sampled else ''}{metric}"
 
 
+MEDIA_DECISIONS = "decisions"
+
+
+def media(group: str, name: str) -> str:
+    """``media/<group>/<name>`` (``log.media_every``): a modality's animation or sound, or the ``decisions`` table,
+    of one recorded episode; always under the group, as each group's agents see their own."""
+    return f"media/{group}/{name}"
+
+
 def in_group(group: str, tag: str, groups: int) -> str:
     """``tag`` under ``group`` when the env has several groups, else unchanged."""
     return f"{group}/{tag}" if groups > 1 else tag

@@ -34,7 +34,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backend
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase
 
 from himo.envs import keys
 from himo.envs.constructor_errors import EnvConstructionError
@@ -68,7 +68,8 @@ class GymnasiumVectorEnv(EnvBase):
     Args:
         vector_env: the vector env; it must have ``autoreset_mode=AutoresetMode.DISABLED``.
         text_length: tokens per text observation.
-        vocabularies: word list per text observation name (MiniGrid missions have a default).
+        vocabularies: per text observation name, its words, a word-list file or a tokenizer folder
+            (MiniGrid missions have a default).
         reward_components: names of the reward components the env reports in
             ``info["reward_components"]`` (a component missing from a step's info counts 0).
         quiet_reset: swallow what the envs print on stdout while resetting (BabyAI's rejection sampling).
@@ -80,7 +81,7 @@ class GymnasiumVectorEnv(EnvBase):
         vector_env: gymnasium.vector.SyncVectorEnv,
         *,
         text_length: int = 64,
-        vocabularies: Mapping[str, Sequence[str]] | None = None,
+        vocabularies: Mapping[str, Sequence[str] | str] | None = None,
         reward_components: Sequence[str] = (),
         quiet_reset: bool = False,
         device: torch.device | str = "cpu",
@@ -107,7 +108,7 @@ class GymnasiumVectorEnv(EnvBase):
         self._make_specs()
 
     @property
-    def tokenizers(self) -> dict[str, PreTrainedTokenizerFast]:
+    def tokenizers(self) -> dict[str, PreTrainedTokenizerBase]:
         """Tokenizer of each text observation, keyed by observation name."""
         return self.converter.tokenizers
 
@@ -239,7 +240,7 @@ def make_gymnasium_env(
     seed: int,
     device: str = "cpu",
     text_length: int = 64,
-    vocabularies: Mapping[str, Sequence[str]] | None = None,
+    vocabularies: Mapping[str, Sequence[str] | str] | None = None,
     reward_components: Sequence[str] | None = None,
     constructor: Callable[..., gymnasium.Env] | None = None,
     **kwargs: Any,
@@ -253,8 +254,8 @@ def make_gymnasium_env(
         seed: copy ``i`` is seeded with ``seed + i`` at the first reset.
         device: device of the tensors.
         text_length: tokens per text observation (64 covers every BabyAI mission).
-        vocabularies: word list per text observation; MiniGrid missions use
-            ``himo.envs.vocabularies.MINIGRID_WORDS``.
+        vocabularies: per text observation, its words, a word-list file or a tokenizer folder; MiniGrid
+            missions use ``himo.envs.vocabularies.MINIGRID_WORDS``.
         reward_components: names reported in ``info["reward_components"]``; defaults to the env's
             ``metadata["reward_components"]``.
         constructor: builds one copy from ``kwargs`` instead of ``gymnasium.make(name, ...)`` (a user's factory).

@@ -1,6 +1,6 @@
 """Every TensorDict key himo reads or writes, as named constants.
 
-Keys are nested per agent group, then per level (the README's "How an agent learns" shows them). Build nested keys with the
+Keys are nested per agent group, then per level (docs/concepts.md shows them). Build nested keys with the
 helpers below rather than spelling tuples by hand, so a rename happens in one place.
 """
 

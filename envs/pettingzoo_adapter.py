@@ -41,7 +41,7 @@ from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase, PettingZooWrapper, SerialEnv
 from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backend
 from torchrl.envs.utils import MarlGroupMapType, check_marl_grouping
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase
 
 from himo.envs import keys
 from himo.envs.constructor_errors import EnvConstructionError
@@ -82,7 +82,7 @@ class PettingZooParallelBatchEnv(EnvBase):
         envs: the copies (``pettingzoo.ParallelEnv``), all built the same way.
         group_map: agents per group (see ``resolve_group_map``).
         text_length: tokens per text observation.
-        vocabularies: word list per text observation name.
+        vocabularies: per text observation name, its words, a word-list file or a tokenizer folder.
         reward_components: names the env reports in ``infos[agent]["reward_components"]``
             (a component missing from a step's info counts 0).
         device: device of the tensors.
@@ -94,7 +94,7 @@ class PettingZooParallelBatchEnv(EnvBase):
         *,
         group_map: GroupMap = None,
         text_length: int = 64,
-        vocabularies: Mapping[str, Sequence[str]] | None = None,
+        vocabularies: Mapping[str, Sequence[str] | str] | None = None,
         reward_components: Sequence[str] = (),
         device: torch.device | str = "cpu",
     ) -> None:
@@ -119,7 +119,7 @@ class PettingZooParallelBatchEnv(EnvBase):
         self._make_specs()
 
     @property
-    def tokenizers(self) -> dict[str, PreTrainedTokenizerFast]:
+    def tokenizers(self) -> dict[str, PreTrainedTokenizerBase]:
         """Tokenizer of each text observation, keyed by observation name (over all groups).
 
         The raw env's own ``tokenizers`` attribute (for text it emits as token ids) comes first;
@@ -307,7 +307,7 @@ def make_pettingzoo_env(
     group_map: GroupMap = None,
     api: str | None = None,
     text_length: int = 64,
-    vocabularies: Mapping[str, Sequence[str]] | None = None,
+    vocabularies: Mapping[str, Sequence[str] | str] | None = None,
     reward_components: Sequence[str] | None = None,
     module: Any = None,
     **kwargs: Any,
@@ -322,7 +322,8 @@ def make_pettingzoo_env(
         group_map: ``{group: [agent, ...]}`` or a ``MarlGroupMapType``; default groups by name prefix.
         api: ``"parallel"`` or ``"aec"``; default parallel when the module has ``parallel_env``.
         text_length: tokens per text observation (parallel envs).
-        vocabularies: word list per text observation name (parallel envs).
+        vocabularies: per text observation name, its words, a word-list file or a tokenizer folder
+            (parallel envs).
         reward_components: names reported in ``infos[agent]["reward_components"]`` (parallel envs);
             defaults to the env's ``metadata["reward_components"]``.
         module: what provides ``parallel_env`` or ``env`` instead of the module ``name`` (a user's factory).

@@ -28,16 +28,22 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import Bounded, Categorical, Composite, TensorSpec
 from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform, set_gym_backend
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase
 
 from himo.envs import keys
-from himo.envs.text import build_word_tokenizer, encode_texts, unknown_words
+from himo.envs.text import encode_texts, text_tokenizer, unknown_words
 from himo.envs.vocabularies import MINIGRID_WORDS
 
 STATE = "state"
 IMAGE_CHANNELS = (1, 3, 4)
 # Distinct texts remembered per observation before the cache is emptied (missions repeat a lot).
 TEXT_CACHE_SIZE = 4096
+
+
+SUPPORTED_SPACES = (
+    gymnasium.spaces.Box, gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete, gymnasium.spaces.MultiBinary
+)
+"""The observation spaces himo maps to tensors, beside text and ``Dict`` (which nests them)."""
 
 
 def is_mission_space(space: gymnasium.Space) -> bool:
@@ -65,7 +71,7 @@ class _Entry:
     key: tuple[str, ...]  # path under the agent's observation: ("view",) or ("mission", "input_ids")
     kind: str  # "array", "image" or "text"
     spec: TensorSpec
-    tokenizer: PreTrainedTokenizerFast | None = None
+    tokenizer: PreTrainedTokenizerBase | None = None
 
     @property
     def name(self) -> str:
@@ -84,7 +90,8 @@ class ObservationConverter:
     Args:
         space: the observation space of one agent (a ``Dict``, possibly nested, or a single space).
         text_length: number of tokens every text observation is padded or truncated to.
-        vocabularies: word list per text observation name; MiniGrid missions default to
+        vocabularies: per text observation name, its words, a word-list file or a tokenizer folder
+            (``himo.envs.text.text_tokenizer``); MiniGrid missions default to
             ``himo.envs.vocabularies.MINIGRID_WORDS``.
         exclude: top-level entries of a ``Dict`` space that are not observations (e.g. ``"action_mask"``).
         device: device of the specs and tensors.
@@ -95,7 +102,7 @@ class ObservationConverter:
         space: gymnasium.Space,
         *,
         text_length: int = 64,
-        vocabularies: Mapping[str, Sequence[str]] | None = None,
+        vocabularies: Mapping[str, Sequence[str] | str] | None = None,
         exclude: Sequence[str] = (),
         device: torch.device | str = "cpu",
     ) -> None:
@@ -128,12 +135,18 @@ class ObservationConverter:
             else:
                 self.entries.append(self._entry(key, subspace, vocabularies.get(name)))
 
-    def _entry(self, key: tuple[str, ...], space: gymnasium.Space, words: Sequence[str] | None) -> _Entry:
+    def _entry(self, key: tuple[str, ...], space: gymnasium.Space, words: Sequence[str] | str | None) -> _Entry:
         name = key[-1]
+        if not (is_text_space(space) or isinstance(space, SUPPORTED_SPACES)):
+            raise ValueError(
+                f"observation {'.'.join(key)!r}: a {type(space).__name__} space is not supported; himo maps "
+                f"{', '.join(kind.__name__ for kind in SUPPORTED_SPACES)} (uint8 (height, width, channels) boxes as "
+                "images), Text and nested Dict spaces"
+            )
         if is_text_space(space):
             if words is None and is_mission_space(space):
                 words = MINIGRID_WORDS
-            tokenizer = build_word_tokenizer(words)
+            tokenizer = text_tokenizer(words, name)
             spec = Composite(
                 {
                     keys.INPUT_IDS: Bounded(
@@ -166,7 +179,7 @@ class ObservationConverter:
         return spec
 
     @property
-    def tokenizers(self) -> dict[str, PreTrainedTokenizerFast]:
+    def tokenizers(self) -> dict[str, PreTrainedTokenizerBase]:
         """The tokenizer of each text observation, keyed by the text's own name."""
         return {entry.name: entry.tokenizer for entry in self.entries if entry.tokenizer is not None}
 

@@ -8,7 +8,7 @@ in its actor and its critic. So a task that needs two modalities at once is solv
 (which beacon: text) and the worker acting on the other (where: sound).
 
 Why one goal network per worker: with one goal shared by every worker, each worker's losses pull it toward what
-that worker lacks. Measured on the built-in world (README, "The hierarchy on the built-in world"): the shared
+that worker lacks. Measured on the built-in world (docs/hierarchy-results.md): the shared
 goal of three workers separated the missions far less than the goal of a single worker did (the blind text
 worker pulls it toward where things are), and the audio worker went to the wrong beacon about as often as
 without goals. With its own network, each worker's goal learns only what that worker needs.

@@ -109,4 +109,4 @@ class AstEncoderConfig(SpectrogramFields, TransformerFields):
             attention_probs_dropout_prob=0.0,
         )
         network = AudioSpectrogramTransformer(self.spectrogram(), config, ears, self.embedding_dim)
-        return self.wrap(network, context)
+        return self.wrap(self.prepare(network, pretrained=False), context)

@@ -9,9 +9,9 @@ dims (``[envs, time, agents]``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 from torchrl.data import TensorSpec
@@ -19,6 +19,10 @@ from transformers import PreTrainedTokenizerBase
 
 from himo.modalities.keyed import KeyedModule
 from himo.modalities.layers import freeze
+
+
+LARGE_MODEL_OPTIONS = {"adapter": "adapt", "checkpointing": "checkpoint"}
+"""Options only the transformer encoders take (``himo.modalities.large_models``), and what each does."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,19 @@ class EncoderConfig(BaseModel):
     encoder: str = Field(description="Encoder name (see the encoder table).")
     embedding_dim: int = Field(64, ge=1, description="Size of the embedding the encoder writes.")
     frozen: bool = Field(False, description="Keep the encoder's parameters fixed during training.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _large_model_options_need_a_transformer(cls, data: Any) -> Any:
+        # Said plainly rather than as an unknown field: the option exists, this encoder cannot take it.
+        if isinstance(data, dict):
+            for option in LARGE_MODEL_OPTIONS:
+                if option in data and option not in cls.model_fields:
+                    raise ValueError(
+                        f"{option} applies to the transformer encoders (transformer, vit, ast); encoder "
+                        f"{data.get('encoder')!r} has no transformer to {LARGE_MODEL_OPTIONS[option]}"
+                    )
+        return data
 
     def build(self, context: EncoderContext) -> TensorDictModuleBase:
         """Return the TensorDictModule for this modality."""

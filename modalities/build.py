@@ -7,6 +7,8 @@ from torchrl.envs import EnvBase
 
 from himo.envs import keys
 from himo.modalities.base import EncoderConfig, EncoderContext
+from himo.modalities.keyed import KeyedModule
+from himo.modalities.large_models import PRECISIONS
 
 
 def encoder_context(env: EnvBase, group: str, observation_key: str, out_key: tuple[str, ...]) -> EncoderContext:
@@ -17,6 +19,15 @@ def encoder_context(env: EnvBase, group: str, observation_key: str, out_key: tup
     return EncoderContext(in_key=in_key, out_key=out_key, spec=spec, tokenizer=tokenizers.get(observation_key))
 
 
-def build_encoder(config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:
-    """The encoder of ``modality`` for ``group``: reads its observation, writes ``(group, "embedding", modality)``."""
-    return config.build(encoder_context(env, group, config.key, keys.embedding(group, modality)))
+def build_encoder(
+    config: EncoderConfig, env: EnvBase, group: str, modality: str, precision: str = "fp32"
+) -> TensorDictModuleBase:
+    """The encoder of ``modality`` for ``group``: reads its observation, writes ``(group, "embedding", modality)``;
+    with ``precision`` ``bf16`` its forward runs under autocast (``himo.modalities.large_models``)."""
+    encoder = config.build(encoder_context(env, group, config.key, keys.embedding(group, modality)))
+    dtype = PRECISIONS[precision]
+    if dtype is not None:
+        if not isinstance(encoder, KeyedModule):
+            raise ValueError(f"encoder {config.encoder!r} cannot run in {precision}")
+        encoder.autocast_dtype = dtype
+    return encoder

@@ -15,6 +15,7 @@ from transformers import ViTConfig, ViTModel
 
 from himo.modalities.base import EncoderConfig, EncoderContext
 from himo.modalities.layers import ACTIVATIONS, Activation, check_heads_divide_hidden, flatten_leading, unflatten_leading
+from himo.modalities.large_models import LargeModelFields
 
 
 class ImageToFloat(nn.Module):
@@ -98,7 +99,7 @@ class VisionTransformer(nn.Module):
         return unflatten_leading(self.head(hidden), leading)
 
 
-class TransformerFields(EncoderConfig):
+class TransformerFields(LargeModelFields):
     """Size of a transformer built from a config, shared by the ``vit`` and ``ast`` encoders."""
 
     hidden: int = Field(64, ge=8, le=1024, description="Transformer width.")
@@ -137,4 +138,4 @@ class VitEncoderConfig(TransformerFields):
             attention_probs_dropout_prob=0.0,
         )
         network = VisionTransformer(config, self.embedding_dim)
-        return self.wrap(network, context)
+        return self.wrap(self.prepare(network, pretrained=False), context)

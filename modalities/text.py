@@ -29,6 +29,7 @@ from himo.envs.text import decode_ids
 from himo.modalities.base import EncoderConfig, EncoderContext
 from himo.modalities.keyed import KeyedModule
 from himo.modalities.layers import check_heads_divide_hidden, flatten_leading, unflatten_leading
+from himo.modalities.large_models import LargeModelFields
 
 PACKAGE_PREFIX = "package:"
 _DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
@@ -239,7 +240,7 @@ def vocabulary_size(spec: TensorSpec, tokenizer: PreTrainedTokenizerBase | None)
     return max(sizes)
 
 
-class TransformerEncoderConfig(EncoderConfig):
+class TransformerEncoderConfig(LargeModelFields):
     """``transformer``: a text encoder, built from a small BertConfig or loaded from a local directory."""
 
     modality: ClassVar[str] = "text"
@@ -263,7 +264,11 @@ class TransformerEncoderConfig(EncoderConfig):
     @model_validator(mode="after")
     def _consistent(self) -> TransformerEncoderConfig:
         check_heads_divide_hidden(self.hidden, self.heads)
-        if self.pretrained is not None and {"hidden", "layers", "heads"} & self.model_fields_set:
+        # A saved run's scenario lists every field at its value: only a size that differs from the default is a
+        # contradiction, so the run reopens.
+        defaults = type(self).model_fields
+        sized = {name for name in ("hidden", "layers", "heads") if getattr(self, name) != defaults[name].default}
+        if self.pretrained is not None and sized:
             raise ValueError("hidden/layers/heads describe a model built from a config; remove them with pretrained")
         if self.train_head and not self.frozen:
             raise ValueError("train_head only applies with frozen: true (otherwise everything trains)")
@@ -308,6 +313,7 @@ class TransformerEncoderConfig(EncoderConfig):
             model_tokenizer=model_tokenizer,
             max_length=min(self.max_length, getattr(model.config, "max_position_embeddings", self.max_length)),
         )
+        self.prepare(network, pretrained=self.pretrained is not None)
         return KeyedModule(
             network,
             in_keys=[(*context.in_key, keys.INPUT_IDS), (*context.in_key, keys.ATTENTION_MASK)],

@@ -51,7 +51,10 @@ def check_observation_keys(scenario: Scenario, env: EnvBase) -> None:
         untokenized = getattr(env, "untokenized", [])
         for path, key in wanted:
             if key in untokenized:
-                message = f"observation {key!r} is text: list its words in env.kwargs.vocabularies.{key} to read it"
+                message = (
+                    f"observation {key!r} is text: name its tokenizer in env.kwargs.vocabularies.{key} (a list of "
+                    "words, a word-list file or a transformers tokenizer folder) to read it"
+                )
                 raise _error(scenario, path, message)
             if key not in available:
                 message = f"group {group!r} of {scenario.env.id} has no observation {key!r}; it has {available}"
@@ -300,7 +303,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
 def _encoder(scenario: Scenario, config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:
     """The modality's encoder for ``group``; an observation it cannot read is an error at ``modalities.<modality>``."""
     try:
-        return build_encoder(config, env, group, modality)
+        return build_encoder(config, env, group, modality, scenario.train.precision)
     except ValueError as error:
         raise _error(scenario, ("modalities", modality), f"group {group!r}: {error}") from None
 

@@ -17,6 +17,36 @@ from himo.scenarios.loader import load, parse_yaml, read_yaml, to_yaml
 from himo.scenarios.schema import Scenario
 
 SET_HELP = "override a field, e.g. --set train.frames=10000 (repeatable; the value is YAML)"
+SCENARIO_HELP = "a scenario file, or a built-in scenario's name (see himo list)"
+RUN_HELP = "a run folder, e.g. runs/beacon-20261129-120000"
+
+DESCRIPTIONS = {
+    "validate": "Prints `ok: ...` per file, or every error with file, line and field. `--env` also builds each "
+    "scenario's env and policy, so a modality key the env lacks, a wrong shape or an unknown action part is found "
+    "before a run.",
+    "show": "Every field, defaults included, as YAML. `himo show --help` also lists every scenario field with its "
+    "default and description.",
+    "inspect": "Builds an env as a scenario would and shows each agent group: its agents, every observation key with "
+    "its per-agent shape and dtype, its action space and its reward components; then a random policy's mean team "
+    "return (and success rate) over `--episodes` episodes. Write a scenario's `modalities` from it; the random "
+    "return is a baseline.",
+    "rollout": "Builds the scenario's environment with its reward channels, steps it with random actions and prints a "
+    "summary.",
+    "train": "Shows a progress bar (frames, frames/s, recent return) and writes `runs/<scenario>-<time>/` (scenario, "
+    "TensorBoard events, checkpoints). Ctrl-C stops with a checkpoint and exit code 130.",
+    "eval": "Runs the policy of a run's newest readable checkpoint, one episode in each of `--episodes` fresh envs (so "
+    "short episodes are not favoured); prints team return, success rate, each channel's return and how often the "
+    "manager chose each worker (its mean weight in weighted mode). `--sample` samples actions and choices as in "
+    "training: a memoryless greedy policy can loop where a sampling one moves on.",
+    "resume": "Continues up to the run's `train.frames`, exactly where it stopped on the built-in envs (Gymnasium and "
+    "PettingZoo envs resume with fresh episodes).",
+    "ablate": "For each seed trains the scenario as it is (`hierarchical`), its flat variant (`flat`: one worker "
+    "reading every modality) and each modality removed in turn (`no_<modality>`); evaluates each greedy policy on "
+    "fresh episodes; writes `ablation.md`, `ablation.json`, `ablation.png` and `runs/` into `--out`.",
+    "tune": "Searches the scenario's `tune:` space with Optuna, one run folder per trial; prints each trial and a "
+    "table and writes `best.yaml`, `trials.md` and `importance.png`.",
+}
+"""The longer description of each subcommand, shown by ``himo <command> --help`` and in the CLI reference."""
 
 
 def _list(arguments: argparse.Namespace) -> int:
@@ -59,9 +89,10 @@ def _show(arguments: argparse.Namespace) -> int:
 
 
 def _reference(arguments: argparse.Namespace) -> int:
+    from himo.scenarios.cli_reference import markdown_cli_reference
     from himo.scenarios.reference import markdown_reference
 
-    print(markdown_reference(), end="")
+    print(markdown_cli_reference() if arguments.cli else markdown_reference(), end="")
     return 0
 
 
@@ -179,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the built-in scenarios, the default first")
     listing.set_defaults(handler=_list)
 
-    validate = commands.add_parser("validate", help="check scenario files (paths or built-in names)")
-    validate.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    validate = commands.add_parser(
+        "validate", help="check scenario files (paths or built-in names)", description=DESCRIPTIONS["validate"]
+    )
+    validate.add_argument("scenarios", nargs="+", metavar="SCENARIO", help=SCENARIO_HELP)
     validate.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     validate.add_argument(
         "--env", action="store_true", help="also build each scenario's env and policy: its observation keys, shapes and actions"
@@ -188,26 +221,31 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     show = commands.add_parser(
-        "show",
+        "show", description=DESCRIPTIONS["show"],
         help="print the fully resolved scenario",
         epilog=text_reference(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    show.add_argument("scenario", metavar="SCENARIO")
+    show.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     show.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     show.set_defaults(handler=_show)
 
-    reference = commands.add_parser("reference", help="print the scenario-file reference (Markdown)")
+    reference = commands.add_parser(
+        "reference", help="print the scenario-file reference (Markdown), or with --cli the command-line reference"
+    )
+    reference.add_argument("--cli", action="store_true", help="print the command-line reference instead")
     reference.set_defaults(handler=_reference)
 
-    rollout = commands.add_parser("rollout", help="build the scenario's environment and step it with random actions")
-    rollout.add_argument("scenario", metavar="SCENARIO")
+    rollout = commands.add_parser(
+        "rollout", help="build the scenario's environment and step it with random actions", description=DESCRIPTIONS["rollout"]
+    )
+    rollout.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     rollout.add_argument("--steps", type=int, default=100, help="batched steps to take (default 100)")
     rollout.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     rollout.set_defaults(handler=_rollout)
 
     inspection = commands.add_parser(
-        "inspect", help="show an env's groups, observations, actions and reward components, and a random policy's return"
+        "inspect", description=DESCRIPTIONS["inspect"], help="show an env's groups, observations, actions and reward components, and a random policy's return"
     )
     inspection.add_argument("env_id", metavar="ENV_ID", help="as a scenario's env.id, e.g. gymnasium/CartPole-v1")
     inspection.add_argument("--kwargs", metavar="YAML", help="the env's kwargs as a YAML mapping, e.g. '{max_steps: 16}'")
@@ -218,29 +256,35 @@ def build_parser() -> argparse.ArgumentParser:
     inspection.add_argument("--success-above", type=float, metavar="X", help="an episode succeeds above this team return")
     inspection.set_defaults(handler=_inspect)
 
-    train = commands.add_parser("train", help="train a scenario; writes runs/<scenario>-<time>/")
-    train.add_argument("scenario", metavar="SCENARIO")
+    train = commands.add_parser(
+        "train", help="train a scenario; writes runs/<scenario>-<time>/", description=DESCRIPTIONS["train"]
+    )
+    train.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("eval", help="evaluate the greedy (or --sample: sampling) policy of a run's newest readable checkpoint")
-    evaluate.add_argument("run", metavar="RUN")
+    evaluate = commands.add_parser(
+        "eval", help="evaluate the greedy (or --sample: sampling) policy of a run's newest readable checkpoint", description=DESCRIPTIONS["eval"]
+    )
+    evaluate.add_argument("run", metavar="RUN", help=RUN_HELP)
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     evaluate.add_argument(
         "--sample", action="store_true", help="sample actions and the manager's choices, as in training (default: greedy)"
     )
     evaluate.set_defaults(handler=_eval)
 
-    resume = commands.add_parser("resume", help="continue a run from its newest readable checkpoint")
-    resume.add_argument("run", metavar="RUN")
+    resume = commands.add_parser(
+        "resume", help="continue a run from its newest readable checkpoint", description=DESCRIPTIONS["resume"]
+    )
+    resume.add_argument("run", metavar="RUN", help=RUN_HELP)
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
     resume.set_defaults(handler=_resume)
 
     ablation = commands.add_parser(
-        "ablate", help="train the scenario, its flat variant and each modality removed; evaluate and compare them"
+        "ablate", description=DESCRIPTIONS["ablate"], help="train the scenario, its flat variant and each modality removed; evaluate and compare them"
     )
-    ablation.add_argument("scenario", metavar="SCENARIO")
+    ablation.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     ablation.add_argument("--frames", type=_positive, default=300_000, help="frames per run (default 300000)")
     ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     ablation.add_argument("--episodes", type=_positive, default=200, help="greedy evaluation episodes per run (default 200)")
@@ -262,8 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     ablation.set_defaults(handler=_ablate)
 
-    tuning = commands.add_parser("tune", help="search the scenario's tune: space with Optuna; writes best.yaml")
-    tuning.add_argument("scenario", metavar="SCENARIO")
+    tuning = commands.add_parser(
+        "tune", help="search the scenario's tune: space with Optuna; writes best.yaml", description=DESCRIPTIONS["tune"]
+    )
+    tuning.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     tuning.add_argument("--trials", type=_positive, required=True, help="trials to add to the study")
     tuning.add_argument(
         "--out", type=Path, default=None,

@@ -137,12 +137,21 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Ori
 
 
 def _resolve_python_path(data: dict[str, Any], folder: Path) -> None:
-    """Make ``env.python_path``'s relative folders absolute, from ``folder`` (left as they are where malformed: the
-    schema reports those)."""
+    """Make the paths an env section names absolute, from ``folder``: ``env.python_path``'s folders, and the word
+    lists or tokenizer folders of ``env.kwargs.vocabularies`` given as paths (left as they are where malformed: the
+    schema or the env reports those). A run saves them resolved, so it reopens from any folder."""
     env = data.get("env")
-    paths = env.get("python_path") if isinstance(env, dict) else None
+    if not isinstance(env, dict):
+        return
+    paths = env.get("python_path")
     if isinstance(paths, list):
         env["python_path"] = [str((folder / entry).resolve()) if isinstance(entry, str) else entry for entry in paths]
+    kwargs = env.get("kwargs")
+    vocabularies = kwargs.get("vocabularies") if isinstance(kwargs, dict) else None
+    if isinstance(vocabularies, dict):
+        for name, source in vocabularies.items():
+            if isinstance(source, str):
+                vocabularies[name] = str((folder / source).resolve())
 
 
 def apply_override(data: dict[str, Any], origins: Origins, assignment: str) -> None:

@@ -36,6 +36,7 @@ from himo.scenarios.collection import is_asynchronous, make_collector
 from himo.scenarios.interrupt import InterruptGuard, RunInterrupted
 from himo.scenarios.loader import load, to_yaml
 from himo.scenarios.metrics import batch_metrics, option_histograms
+from himo.scenarios.media import record_episode, write_episode
 from himo.scenarios.resume_point import capture_resume_point, restore_resume_point
 from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, FoundCheckpoint, read_newest, save_checkpoint
 from himo.scenarios.schema import Scenario
@@ -310,6 +311,9 @@ class Trainer:
         evaluate_every = scenario.log.eval_every
         if evaluate_every and self.frames // evaluate_every > (self.frames - batch.numel()) // evaluate_every:
             self._evaluate()
+        media_every = scenario.log.media_every
+        if media_every and self.frames // media_every > (self.frames - batch.numel()) // media_every:
+            write_episode(self.writer, record_episode(scenario, self.policy), self.frames)
         bar.update(batch.numel())
         recent = f"{self.returns[-1][1]:.3f}" if self.returns else "n/a"
         bar.set_postfix(fps=f"{metrics[tags.FPS]:.0f}", ret=recent)

@@ -1,6 +1,6 @@
 """The scenario schema: every field a scenario file may hold, with its type, default and description.
 
-This module is the one definition of the scenario file. The README's scenario reference and the
+This module is the one definition of the scenario file. The scenario reference (docs/reference/scenario.md) and the
 ``himo show --help`` field list are generated from it (``himo.scenarios.reference``). A loaded scenario
 is frozen: models reject attribute assignment, mappings are read-only and lists are tuples.
 """
@@ -249,6 +249,11 @@ class TrainConfig(Section):
     threads: int = Field(
         1, ge=1, le=1024, description="Torch intra-op threads, 1 to 1024 (1 is fastest for small networks)."
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: every encoder's forward runs under autocast in bfloat16 (CPU or CUDA), its embedding handed "
+        "on in float32; heads, losses and optimiser state stay float32.",
+    )
     actors: int = Field(
         1,
         ge=1,
@@ -298,6 +303,13 @@ class LogConfig(Section):
         "eval_episodes fresh episodes (the same ones every time), logged as eval/... and eval/sampled/...; null: none.",
     )
     eval_episodes: int = Field(10, ge=1, description="Episodes per evaluation (log.eval_every).")
+    media_every: int | None = Field(
+        None,
+        ge=1,
+        description="Frames between episode media: one greedy episode of the first agent of each group, its image "
+        "modalities as an animation, its audio modalities as sound and the manager's choices and goals per step as a "
+        "table (media/<group>/...); null: none.",
+    )
 
 
 class Scenario(Section):

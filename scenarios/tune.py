@@ -84,7 +84,7 @@ def searched_scenario(reference: str, overrides: Sequence[str]) -> Scenario:
     scenario = load(reference, overrides)
     if scenario.tune is None:
         raise ScenarioError.single(
-            str(reference), "no 'tune' section: add one naming the fields to search (see the README's 'Tuning')", path=("tune",)
+            str(reference), "no 'tune' section: add one naming the fields to search (see docs/tutorials/tuning.md)", path=("tune",)
         )
     for path, parameter in scenario.tune.space.items():
         for value in parameter.ends():

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from algorithms import ALGORITHMS, goal_of, scenario_of, scenario_overrides  # noqa: E402
 from manager_algorithms import ALGORITHMS as MANAGER_ALGORITHMS  # noqa: E402
 from manager_algorithms import arm_overrides, rises, window_mean  # noqa: E402
+from text_finetuning import MODES, TASK, mode_overrides, trainable_text_parameters  # noqa: E402
 
 from himo.scenarios.loader import load  # noqa: E402
 
@@ -209,3 +210,19 @@ def test_mappo_peer_trains_on_simple_spread_with_the_scenarios_settings() -> Non
         defaults.frames, defaults.frames_per_batch, defaults.num_envs
     )
     assert scenario.multi_agent.critic == "centralised"
+
+
+def test_every_text_finetuning_mode_builds_and_trains_what_it_says(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from himo.envs.vocabularies import MINIGRID_WORDS
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *MINIGRID_WORDS]
+    BertTokenizer(vocab={word: index for index, word in enumerate(words)}).save_pretrained(tmp_path)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(tmp_path)
+    trainable = {mode: trainable_text_parameters(load(TASK, mode_overrides(mode, str(tmp_path)))) for mode in MODES}
+    assert trainable["frozen"] == 0
+    assert 0 < trainable["lora"] < trainable["full"]
+    assert trainable["lora"] == trainable["lora+bf16"] == trainable["lora+bf16+checkpointing"]
+    assert load(TASK, mode_overrides("lora+bf16", str(tmp_path))).train.precision == "bf16"

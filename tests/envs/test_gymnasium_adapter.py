@@ -11,6 +11,7 @@ from torchrl.envs.utils import check_env_specs
 
 from himo.envs import keys
 from himo.envs.gymnasium_adapter import GROUP, import_optional, make_gymnasium_env
+from himo.envs.spaces import ObservationConverter
 from himo.envs.registry import make_env
 from himo.envs.text import decode_ids
 
@@ -215,3 +216,16 @@ def test_whatever_the_env_constructor_raises_becomes_one_clear_error() -> None:
         make_gymnasium_env("CartPol-v1", num_envs=1, seed=0)
     with pytest.raises(ValueError, match=r"gymnasium.make\('CartPole-v1', render_mode=7\) failed: AttributeError"):
         make_gymnasium_env("CartPole-v1", num_envs=1, seed=0, render_mode=7)
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        gymnasium.spaces.Dict({"pos": gymnasium.spaces.Box(0, 1, (2,)), "items": gymnasium.spaces.Sequence(gymnasium.spaces.Discrete(3))}),
+        gymnasium.spaces.Dict({"inner": gymnasium.spaces.Dict({"items": gymnasium.spaces.Tuple([gymnasium.spaces.Discrete(2)])})}),
+    ],
+    ids=["sequence", "nested tuple"],
+)
+def test_an_observation_space_himo_cannot_map_is_named_with_what_is_supported(space: gymnasium.Space) -> None:
+    with pytest.raises(ValueError, match=r"observation '(inner\.)?items': a (Sequence|Tuple) space is not supported; himo maps Box"):
+        ObservationConverter(space)

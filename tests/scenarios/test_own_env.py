@@ -201,7 +201,7 @@ def test_text_that_no_modality_reads_needs_no_vocabulary_and_text_one_reads_name
         f"modalities: {VECTOR}\n{SHORT}\nlog: {{dir: {tmp_path / 'runs'}}}\n"
     )
     assert train(load(path), progress=False).frames == 128
-    with pytest.raises(ScenarioError, match=r"modalities\.words\.key: observation 'note' is text: list its words in env\.kwargs\.vocabularies\.note"):
+    with pytest.raises(ScenarioError, match=r"modalities\.words\.key: observation 'note' is text: name its tokenizer in env\.kwargs\.vocabularies\.note"):
         build_env(load(path, ["modalities.words={key: note, encoder: transformer}"]))
     words = ["env.kwargs={vocabularies: {note: [go, left, right]}}", "modalities.words={key: note, encoder: transformer}"]
     assert train(load(path, words), progress=False).frames == 128

@@ -78,7 +78,7 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         *(tags.loss(level, term) for level in ("workers", "manager") for term in ("objective", "critic", "entropy")),
         *(tags.level_metric(name, level) for name in ("grad_norm", "lr", "kl") for level in ("workers", "manager")),
     }
-    # The literal tag names the README lists, so a rename in the tags module cannot pass unnoticed.
+    # The literal tag names the docs list (docs/getting-started.md), so a rename in the tags module cannot pass unnoticed.
     assert {"reward/env", "reward/channel/audio", "manager/option_frequency/text", "loss/manager/critic"} <= expected
     assert {"grad_norm/workers", "lr/manager", "kl/workers", "time/fps", "manager/entropy"} <= expected
     missing = expected - scalars

@@ -1,0 +1,150 @@
+"""Large transformer encoders on a budget: a LoRA adapter trains alone and is all a checkpoint of a pretrained base
+stores, bf16 autocast keeps the policy's log-probabilities close to float32's, and activation checkpointing gives
+the gradients of a plain backward pass. Each option comes from a scenario file and is refused where it cannot apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer
+
+from himo.envs import keys
+from himo.modalities.text import TransformerEncoderConfig
+from himo.modalities.base import EncoderContext
+from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.checkpoint import load_checkpoint, seed_everything
+from himo.scenarios.errors import ScenarioError
+from himo.scenarios.evaluate import evaluate
+from himo.scenarios.loader import load, to_yaml
+from himo.scenarios.run import SCENARIO_FILE, Trainer
+from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, checkpoint_files
+
+SHORT = ["env.num_envs=2", "train.frames=512", "train.frames_per_batch=256", "log.checkpoint_every=512"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small BERT and its tokenizer saved as a pretrained model folder is (its words: the beacon's missions')."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    env = build_env(load("beacon", ["env.num_envs=1"]))
+    words = sorted(word for word in env.tokenizers["mission"].get_vocab() if not word.startswith("["))
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    BertTokenizer(vocab={word: index for index, word in enumerate(vocabulary)}).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def text_with(pretrained: Path, options: str) -> str:
+    return f"modalities.text={{key: mission, encoder: transformer, pretrained: {pretrained}, {options}}}"
+
+
+def text_parameters(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: parameter.detach().clone()
+        for name, parameter in policy.named_parameters()
+        if ".encoders.text." in name
+    }
+
+
+def test_only_the_adapter_and_the_head_train(pretrained: Path, tmp_path: Path) -> None:
+    scenario = load("beacon", [*SHORT, text_with(pretrained, "adapter: {rank: 4}"), f"log.dir={tmp_path}"])
+    trainer = Trainer(scenario, tmp_path / "run")
+    before = text_parameters(trainer.policy)
+    optimised = {id(parameter) for learner in trainer.learners.values() for parameter in learner.workers.optimizer.parameters}
+    trainer.run(progress=False)
+    after = text_parameters(trainer.policy)
+    names = {id(parameter): name for name, parameter in trainer.policy.named_parameters()}
+    trainable = [name for name in before if "lora_" in name or ".head." in name]
+    base = [name for name in before if name not in trainable]
+    assert base and trainable
+    assert all(torch.equal(before[name], after[name]) for name in base), "the base stayed bit-identical"
+    assert any(not torch.equal(before[name], after[name]) for name in trainable if "lora_B" in name)
+    text_optimised = sorted(names[identity] for identity in optimised if ".encoders.text." in names[identity])
+    assert text_optimised == sorted(trainable), "the optimiser holds the adapter and the head, nothing of the base"
+
+
+def test_a_checkpoint_of_a_pretrained_base_stores_the_adapter_and_reopens(pretrained: Path, tmp_path: Path) -> None:
+    scenario = load("beacon", [*SHORT, text_with(pretrained, "adapter: {rank: 4}"), f"log.dir={tmp_path}"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / SCENARIO_FILE).write_text(to_yaml(scenario))  # what himo eval reopens
+    trainer = Trainer(scenario, tmp_path / "run")
+    trainer.run(progress=False)
+    stored = load_checkpoint(checkpoint_files(tmp_path / "run" / CHECKPOINT_FOLDER)[0])["policy"]
+    text_keys = [key for key in stored if ".encoders.text." in key]
+    assert text_keys and all("lora_" in key or ".head." in key for key in text_keys), "no base weight is stored"
+    rebuilt = build_policy(scenario, build_env(scenario))
+    rebuilt.load_state_dict(stored)  # strict: the base comes from the pretrained folder
+    trained, reopened = text_parameters(trainer.policy), text_parameters(rebuilt)
+    assert all(torch.equal(trained[name], reopened[name]) for name in trained)
+    assert evaluate(tmp_path / "run", episodes=2).episodes == 2
+
+
+def test_a_checkpoint_of_a_built_base_keeps_it(tmp_path: Path) -> None:
+    scenario = load("beacon", [*SHORT, "modalities.text.adapter={rank: 2}", "modalities.text.layers=1"])
+    policy = build_policy(scenario, build_env(scenario))
+    text_keys = [key for key in policy.state_dict() if ".encoders.text." in key]
+    assert any("base_layer" in key for key in text_keys), "a base built from a config has no other source"
+
+
+def log_probabilities(precision: str, state: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, dict]:
+    scenario = load("beacon", ["env.num_envs=4", f"train.precision={precision}", "modalities.image.encoder=vit"])
+    seed_everything(0)
+    env = build_env(scenario)
+    policy = build_policy(scenario, env)
+    if state is not None:
+        policy.load_state_dict(state)
+    torch.manual_seed(1)
+    acted = policy(env.reset())
+    return acted.get(("agents", keys.LOG_PROB)), policy.state_dict()
+
+
+def test_bf16_log_probabilities_stay_close_to_float32() -> None:
+    reference, state = log_probabilities("fp32", None)
+    autocast, _ = log_probabilities("bf16", state)
+    assert autocast.dtype == torch.float32
+    assert not torch.equal(autocast, reference), "the encoders ran in bfloat16"
+    assert torch.allclose(autocast, reference, atol=0.05), (autocast - reference).abs().max()
+
+
+def test_checkpointing_gives_the_same_gradients() -> None:
+    spec = build_env(load("beacon", ["env.num_envs=2"])).full_observation_spec[("agents", "observation", "mission")]
+    env = build_env(load("beacon", ["env.num_envs=2"]))
+    context = EncoderContext(("mission",), ("embedding",), spec, env.tokenizers["mission"])
+    ids = spec[keys.INPUT_IDS].rand()
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        encoder = TransformerEncoderConfig(key="mission", layers=2, checkpointing=checkpointing, cache=False).build(context)
+        encoder.module(ids, mask).square().sum().backward()
+        gradients.append({name: parameter.grad for name, parameter in encoder.named_parameters()})
+    assert gradients[0].keys() == gradients[1].keys()
+    for name, gradient in gradients[0].items():
+        assert torch.allclose(gradient, gradients[1][name], atol=1e-6), name
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("modalities.image.adapter={rank: 4}", r"modalities\.image.*adapter applies to the transformer encoders"),
+        ("modalities.audio.checkpointing=true", r"modalities\.audio.*checkpointing applies to the transformer encoders"),
+        ("modalities.text={key: mission, encoder: transformer, frozen: true, adapter: {}}", r"remove frozen: true"),
+        ("train.precision=fp16", r"train\.precision"),
+    ],
+    ids=["lora on a cnn", "checkpointing a spectrogram cnn", "a frozen adapter", "an unknown precision"],
+)
+def test_an_option_that_cannot_apply_is_refused(override: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        load("beacon", [override])
+
+
+def test_unknown_target_modules_are_named() -> None:
+    scenario = load("beacon", ["env.num_envs=1", "modalities.text.adapter={target_modules: [attention]}"])
+    with pytest.raises(ScenarioError, match=r"modalities\.text.*\['attention'\] not in the model; its linear layers"):
+        build_policy(scenario, build_env(scenario))
