@@ -137,12 +137,15 @@ class LevelModel:
         actor: the policy heads.
         critic: the value heads (and the manager's option-critic heads under learned termination).
         heads: head name -> its shape.
+        head_parameters: head name -> its own actor and critic parameters.
     """
 
     encoder: list[nn.Parameter]
     actor: list[nn.Parameter]
     critic: list[nn.Parameter]
     heads: dict[str, HeadShape]
+    head_parameters: dict[str, list[nn.Parameter]] = field(default_factory=dict)
+    """Each head's own actor and critic parameters (with several heads: their gradient norms are logged apart)."""
 
     @property
     def policy(self) -> list[nn.Parameter]:
@@ -235,7 +238,10 @@ class GradientAlgorithm:
     def __init__(self, settings: Any, model: LevelModel, total_frames: int, name: str) -> None:
         self.settings = settings
         self.total_frames = total_frames
-        self.optimizer = LevelOptimizer.from_settings([*model.policy, *model.critic], settings, total_frames, name=name)
+        parts = model.head_parameters if len(model.head_parameters) > 1 else None
+        self.optimizer = LevelOptimizer.from_settings(
+            [*model.policy, *model.critic], settings, total_frames, name=name, parts=parts
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's state."""
@@ -301,7 +307,8 @@ def gradient_epochs(
         if report.skipped:
             metrics.skipped += 1
             continue
-        metrics.add({**terms, level_metric("grad_norm", metrics.level): report.grad_norm})
+        own_norms = {tags.head_metric("grad_norm", metrics.level, head): norm for head, norm in report.part_norms.items()}
+        metrics.add({**terms, level_metric("grad_norm", metrics.level): report.grad_norm, **own_norms})
     return metrics
 
 
@@ -328,9 +335,9 @@ def add_terms(metrics: dict[str, float], level: str, terms: dict[str, torch.Tens
 
     ``loss_<term>`` goes to ``loss/<level>/<term>``, ``entropy`` to ``<level>/entropy`` and any other
     name to ``<name>/<level>``, each the mean over the level's ``heads``. Where a level has several heads
-    (the workers), the losses and entropy of each are also logged on their own, as
-    ``loss/<level>/<head>/<term>`` and ``<level>/<head>/entropy``: each worker's critic learns its own
-    reward channel, so its loss is read on its own.
+    (the workers), each one's terms are also logged on their own, as ``loss/<level>/<head>/<term>``,
+    ``<level>/<head>/entropy`` and ``<name>/<level>/<head>`` (e.g. ``kl/workers/<worker>``): each worker
+    learns its own reward channel with its own policy, so its terms are read on their own.
     """
     for name, value in terms.items():
         value = float(value.detach() if isinstance(value, torch.Tensor) else value)
@@ -340,7 +347,7 @@ def add_terms(metrics: dict[str, float], level: str, terms: dict[str, torch.Tens
         elif name == "entropy":
             tag, own = tags.entropy(level), tags.head_entropy(level, head)
         else:
-            tag, own = tags.level_metric(name, level), None
+            tag, own = tags.level_metric(name, level), tags.head_metric(name, level, head)
         metrics[tag] = metrics.get(tag, 0.0) + value / len(heads)
         if own is not None and len(heads) > 1:
             metrics[own] = value

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,12 +27,14 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class StepReport:
-    """What one call of :meth:`LevelOptimizer.step` did; ``grad_norm`` is the global norm before clipping."""
+    """What one call of :meth:`LevelOptimizer.step` did; ``grad_norm`` is the global norm before clipping, and
+    ``part_norms`` that of each named part of the parameters (see ``LevelOptimizer.parts``)."""
 
     grad_norm: float
     lr: float
     skipped: bool
     frozen: bool = False
+    part_norms: dict[str, float] = field(default_factory=dict)
 
 
 def select_parameters(*sources: nn.Module | Iterable[nn.Parameter], trainable_only: bool = True) -> list[nn.Parameter]:
@@ -85,6 +87,7 @@ class LevelOptimizer:
         max_consecutive_skips: int = 10,
         name: str = "level",
         options: Mapping[str, Any] | None = None,
+        parts: Mapping[str, Sequence[nn.Parameter]] | None = None,
     ) -> None:
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"{name}: unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
@@ -95,6 +98,8 @@ class LevelOptimizer:
         self.name, self.base_lr, self.lr_schedule, self.total_frames = name, lr, lr_schedule, total_frames
         self.max_grad_norm, self.frozen, self.max_consecutive_skips = max_grad_norm, frozen, max_consecutive_skips
         self.consecutive_skips, self.frames = 0, 0
+        self.parts = {part: list(members) for part, members in (parts or {}).items()}
+        """Named subsets of the parameters whose gradient norms each step also reports (a level's heads)."""
         self.optimizer: torch.optim.Optimizer | None = None
         if frozen:
             self.parameters = select_parameters(parameters, trainable_only=False)
@@ -144,11 +149,17 @@ class LevelOptimizer:
             self.optimizer.zero_grad(set_to_none=True)
             self.consecutive_skips += 1
             return StepReport(grad_norm=float(grad_norm), lr=self.lr, skipped=True)
+        part_norms = {part: self._norm(members) for part, members in self.parts.items()}
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(self.parameters, self.max_grad_norm, grad_norm)
         self.optimizer.step()
         self.consecutive_skips = 0
-        return StepReport(grad_norm=float(grad_norm), lr=self.lr, skipped=False)
+        return StepReport(grad_norm=float(grad_norm), lr=self.lr, skipped=False, part_norms=part_norms)
+
+    @staticmethod
+    def _norm(parameters: Sequence[nn.Parameter]) -> float:
+        grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
     def raise_if_diverged(self) -> None:
         """Raise :class:`NonFiniteLossError` when more than ``max_consecutive_skips`` updates in a row were skipped."""

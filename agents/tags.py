@@ -55,6 +55,11 @@ def head_entropy(level: str, head: str) -> str:
     return f"{level}/{head}/entropy"
 
 
+def head_metric(name: str, level: str, head: str) -> str:
+    """A diagnostic of one head of a level with several (``kl/workers/<worker>``, ``grad_norm/workers/<worker>``)."""
+    return f"{name}/{level}/{head}"
+
+
 def entropy(level: str) -> str:
     """Mean entropy of a level's policy (``manager/entropy``, ``workers/entropy``)."""
     return f"{level}/entropy"

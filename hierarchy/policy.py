@@ -369,6 +369,7 @@ class GroupPolicy(TensorDictModuleBase):
             actor=parameters_of([head.actor for head in heads.values()]),
             critic=parameters_of([head.critic for head in heads.values()]),
             heads={name: head.shape() for name, head in heads.items()},
+            head_parameters={name: parameters_of([head.actor, head.critic]) for name, head in heads.items()},
         )
 
     def input_norms(self) -> dict[tuple[str, ...], InputNorm]:

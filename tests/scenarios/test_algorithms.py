@@ -22,6 +22,11 @@ def scalars(folder: Path) -> dict[str, list[float]]:
     return {tag: [point.value for point in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+GRADIENT_STEPPED = ("ppo", "a2c", "a3c", "impala")
+"""The algorithms whose heads' losses are summed into minibatch gradient steps (TRPO steps its policy along the
+natural gradient and SAC replays single steps: their diagnostics are the level's)."""
+
+
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_every_algorithm_learns_at_both_levels_with_its_diagnostics_logged(algorithm: str, tmp_path: Path) -> None:
     scenario = load("beacon", [*SMALL_BEACON, *both_levels(algorithm), f"log.dir={tmp_path}"])
@@ -39,6 +44,11 @@ def test_every_algorithm_learns_at_both_levels_with_its_diagnostics_logged(algor
     workers = load("beacon").workers
     assert {tags.head_loss("workers", worker, "critic") for worker in workers} <= logged.keys()
     assert tags.head_loss("manager", "manager", "critic") not in logged
+    # Where the level takes minibatch gradient steps, so is its gradient norm, and PPO's KL and clipping per worker.
+    if algorithm in GRADIENT_STEPPED:
+        names = ["grad_norm", *(("kl", "clip_fraction") if algorithm == "ppo" else ())]
+        own = {tags.head_metric(name, "workers", worker) for name in names for worker in workers}
+        assert own <= logged.keys(), sorted(own - logged.keys())
 
 
 def test_every_accepted_trpo_step_stays_inside_the_trust_region(tmp_path: Path) -> None:
