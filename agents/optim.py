@@ -141,15 +141,14 @@ class LevelOptimizer:
             group["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [parameter.grad for parameter in self.parameters if parameter.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        grad_norm = self._grad_norm(self.parameters)
         # One host sync for both checks; the norm is taken before clipping so a blow-up is visible in logs.
         finite = bool(torch.isfinite(loss.detach()).all() & torch.isfinite(grad_norm))
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.consecutive_skips += 1
             return StepReport(grad_norm=float(grad_norm), lr=self.lr, skipped=True)
-        part_norms = {part: self._norm(members) for part, members in self.parts.items()}
+        part_norms = {part: float(self._grad_norm(members)) for part, members in self.parts.items()}
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(self.parameters, self.max_grad_norm, grad_norm)
         self.optimizer.step()
@@ -157,9 +156,10 @@ class LevelOptimizer:
         return StepReport(grad_norm=float(grad_norm), lr=self.lr, skipped=False, part_norms=part_norms)
 
     @staticmethod
-    def _norm(parameters: Sequence[nn.Parameter]) -> float:
+    def _grad_norm(parameters: Sequence[nn.Parameter]) -> torch.Tensor:
+        """The total norm of the gradients ``parameters`` hold (zero where none has one)."""
         grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
-        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
     def raise_if_diverged(self) -> None:
         """Raise :class:`NonFiniteLossError` when more than ``max_consecutive_skips`` updates in a row were skipped."""

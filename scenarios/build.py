@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+
+import numpy
+import torch
 
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
@@ -96,6 +102,23 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
     env.append_transform(_episode_returns(scenario, groups))
     env.append_transform(StepCounter())
     return env
+
+
+@contextmanager
+def side_env(scenario: Scenario, num_envs: int, seed: int) -> Iterator[TransformedEnv]:
+    """The scenario's env built beside a run (evaluation, episode media), ``num_envs`` copies seeded from ``seed``,
+    with torch seeded the same; the run's torch, Python and NumPy generators are as they were once it closes."""
+    state = random.getstate(), numpy.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        env = build_env(scenario, num_envs=num_envs, seed=seed)
+        try:
+            yield env
+        finally:
+            if not env.is_closed:
+                env.close()
+            random.setstate(state[0])
+            numpy.random.set_state(state[1])
 
 
 def other_group_keys(scenario: Scenario) -> list[str]:

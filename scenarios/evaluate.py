@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
@@ -15,7 +13,7 @@ from torchrl.envs.utils import ExplorationType
 
 from himo.envs import keys
 from himo.hierarchy.policy import HierarchicalPolicy
-from himo.scenarios.build import build_env, build_policy
+from himo.scenarios.build import build_env, build_policy, side_env
 from himo.scenarios.checkpoint import seed_everything
 from himo.scenarios.loader import load
 from himo.scenarios.metrics import episode_successes
@@ -94,17 +92,8 @@ def evaluate(folder: Path, episodes: int, sample: bool = False) -> Evaluation:
 def evaluate_live(scenario: Scenario, policy: HierarchicalPolicy, episodes: int, sample: bool = False) -> Evaluation:
     """A training run's policy as it is now, on ``episodes`` fresh episodes (the same ones at every call); the
     random generators of the run are left as they were, so evaluating changes nothing of its training."""
-    state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(scenario.train.seed + EVALUATION_SEED_OFFSET)
-        env = build_env(scenario, num_envs=episodes, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
-        try:
-            return run_episodes(scenario, env, policy, sample)
-        finally:
-            if not env.is_closed:
-                env.close()
-            random.setstate(state[0])
-            np.random.set_state(state[1])
+    with side_env(scenario, episodes, scenario.train.seed + EVALUATION_SEED_OFFSET) as env:
+        return run_episodes(scenario, env, policy, sample)
 
 
 def run_episodes(scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, sample: bool) -> Evaluation:

@@ -18,7 +18,6 @@ the same with media or without.
 from __future__ import annotations
 
 import io
-import random
 import wave
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ from torchrl.envs.utils import ExplorationType
 from himo.agents import tags
 from himo.envs import keys
 from himo.hierarchy.policy import HierarchicalPolicy
-from himo.scenarios.build import build_env
+from himo.scenarios.build import side_env
 from himo.scenarios.schema import Scenario
 
 MEDIA_STEPS = 256
@@ -61,23 +60,13 @@ class GroupEpisode:
 
 def record_episode(scenario: Scenario, policy: HierarchicalPolicy) -> dict[str, GroupEpisode]:
     """One greedy episode of ``policy`` in a fresh env copy, per group; the run's random generators are untouched."""
-    state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        seed = scenario.train.seed + MEDIA_SEED_OFFSET
-        torch.manual_seed(seed)
-        env = build_env(scenario, num_envs=1, seed=seed)
-        try:
-            collector = Collector(
-                env, policy, frames_per_batch=MEDIA_STEPS, total_frames=MEDIA_STEPS, device=env.device,
-                exploration_type=ExplorationType.DETERMINISTIC, auto_register_policy_transforms=False,
-            )
-            batch = next(iter(collector)).reshape(-1)
-            collector.shutdown()
-        finally:
-            if not env.is_closed:
-                env.close()
-            random.setstate(state[0])
-            np.random.set_state(state[1])
+    with side_env(scenario, 1, scenario.train.seed + MEDIA_SEED_OFFSET) as env:
+        collector = Collector(
+            env, policy, frames_per_batch=MEDIA_STEPS, total_frames=MEDIA_STEPS, device=env.device,
+            exploration_type=ExplorationType.DETERMINISTIC, auto_register_policy_transforms=False,
+        )
+        batch = next(iter(collector)).reshape(-1)
+        collector.shutdown()
     done = batch.get((keys.NEXT, keys.DONE)).reshape(-1)
     ended = bool(done.any())
     steps = int(done.nonzero()[0, 0]) + 1 if ended else MEDIA_STEPS
