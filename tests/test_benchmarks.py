@@ -103,6 +103,29 @@ def test_plain_torchrl_contender_trains_and_reports(tmp_path) -> None:
     assert result["parameters"] == 25_475  # encoder 8,640 + actor head 8,450 + value head 8,385: one shared encoder
 
 
+def test_handwritten_contender_learns_with_the_same_network_as_the_torchrl_script() -> None:
+    from peers.handwritten_ppo import train
+    from peers.settings import PPOSettings
+
+    short, longer = (train(PPOSettings(frames=frames, num_envs=8)) for frames in (1024, 16384))
+    assert short["frames"] == 1024 and longer["frames"] == 16384 and longer["fps"] > 0
+    assert longer["parameters"] == 25_475  # the same encoder and heads as every other contender
+    # CartPole: a random policy lasts about 22 steps; 16 batches of PPO more than double that.
+    assert short["final_return"] < 40.0 and longer["final_return"] > 2 * short["final_return"]
+
+
+def test_speed_goals_apply_to_their_number_of_envs_and_to_contenders_that_ran() -> None:
+    from ppo_speed import ratios_and_goals
+
+    medians = {"himo-hierarchical": 900.0, "himo-flat": 1000.0, "torchrl": 600.0, "sb3": 1100.0}
+    ratios, met = ratios_and_goals(medians, envs=8)
+    assert ratios == {"himo-hierarchical / himo-flat": 0.9, "himo-flat / torchrl": 1000.0 / 600.0}
+    assert met == {"himo-hierarchical / himo-flat": True, "himo-flat / torchrl": True}
+    ratios, met = ratios_and_goals(medians, envs=64)
+    assert set(ratios) == {"himo-hierarchical / himo-flat", "himo-flat / sb3"} and met["himo-flat / sb3"] is False
+    assert ratios_and_goals({"himo-flat": 1.0}, envs=8) == ({}, {})
+
+
 def test_every_scaling_configuration_loads() -> None:
     from scaling import configurations
 

@@ -31,6 +31,23 @@ def test_each_optimizer_decreases_a_quadratic(name: str) -> None:
     assert quadratic(parameter).item() < 0.5 * first
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_optimizer_takes_the_multi_tensor_step_with_the_per_tensor_result(name: str) -> None:
+    torch.manual_seed(0)
+    start = [torch.randn(8, 4), torch.randn(4)]
+    runs = {}
+    for foreach in (True, False):
+        parameters = [nn.Parameter(tensor.clone()) for tensor in start]
+        optimizer = LevelOptimizer(parameters, optimizer=name, lr=0.05, options={"foreach": foreach})
+        assert optimizer.optimizer.defaults["foreach"] is foreach
+        for _ in range(5):
+            optimizer.step(sum(quadratic(parameter) for parameter in parameters), frames=0)
+        runs[foreach] = parameters
+    assert LevelOptimizer([nn.Parameter(torch.zeros(1))], optimizer=name).optimizer.defaults["foreach"] is True
+    for fast, plain in zip(runs[True], runs[False]):
+        torch.testing.assert_close(fast, plain)
+
+
 def test_unknown_names_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="unknown optimizer 'adamax'.*adam, adamw, sgd, rmsprop"):
         LevelOptimizer([nn.Parameter(torch.zeros(1))], optimizer="adamax")
