@@ -126,6 +126,19 @@ def test_speed_goals_apply_to_their_number_of_envs_and_to_contenders_that_ran() 
     assert ratios_and_goals({"himo-flat": 1.0}, envs=8) == ({}, {})
 
 
+def test_device_check_trains_the_built_in_world_and_refuses_a_missing_device(capsys) -> None:
+    import pytest
+    import torch
+    from device_check import main
+
+    result = main(["--device", "cpu", "--frames", "2048"])
+    assert result["device"] == "cpu" and result["frames"] >= 2048 and result["fps"] > 0 and result["peak_rss_mib"] > 0
+    assert "RESULT " in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            main(["--device", "cuda", "--frames", "2048"])
+
+
 def test_every_scaling_configuration_loads() -> None:
     from scaling import configurations
 
