@@ -69,6 +69,28 @@ def test_only_the_adapter_and_the_head_train(pretrained: Path, tmp_path: Path) -
     assert text_optimised == sorted(trainable), "the optimiser holds the adapter and the head, nothing of the base"
 
 
+@pytest.mark.parametrize(
+    ("modality", "override"),
+    [
+        ("image", "modalities.image={key: view, encoder: vit, adapter: {rank: 2}, checkpointing: true}"),
+        ("audio", "modalities.audio={key: sound, encoder: ast, adapter: {rank: 2}, checkpointing: true}"),
+    ],
+    ids=["vit", "ast"],
+)
+def test_vision_and_audio_transformers_train_only_their_adapter_and_head(modality: str, override: str, tmp_path: Path) -> None:
+    scenario = load("beacon", [*SHORT, override, f"log.dir={tmp_path}"])
+    trainer = Trainer(scenario, tmp_path / "run")
+    inside = f".encoders.{modality}."
+    before = {name: parameter.detach().clone() for name, parameter in trainer.policy.named_parameters() if inside in name}
+    trainer.run(progress=False)
+    after = {name: parameter.detach() for name, parameter in trainer.policy.named_parameters() if inside in name}
+    trainable = [name for name in before if "lora_" in name or ".head." in name]
+    base = [name for name in before if name not in trainable]
+    assert base and any("lora_B" in name for name in trainable)
+    assert all(torch.equal(before[name], after[name]) for name in base), "the base stayed bit-identical"
+    assert any(not torch.equal(before[name], after[name]) for name in trainable if "lora_B" in name)
+
+
 def test_a_checkpoint_of_a_pretrained_base_stores_the_adapter_and_reopens(pretrained: Path, tmp_path: Path) -> None:
     scenario = load("beacon", [*SHORT, text_with(pretrained, "adapter: {rank: 4}"), f"log.dir={tmp_path}"])
     (tmp_path / "run").mkdir()
