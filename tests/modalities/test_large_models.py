@@ -18,7 +18,8 @@ from himo.scenarios.checkpoint import load_checkpoint, seed_everything
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.evaluate import evaluate
 from himo.scenarios.loader import load, to_yaml
-from himo.scenarios.run import SCENARIO_FILE, Trainer
+from himo.envs.builtin.beacon import BeaconEnv
+from himo.scenarios.run import SCENARIO_FILE, Trainer, resume, train
 from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, checkpoint_files
 
 SHORT = ["env.num_envs=2", "train.frames=512", "train.frames_per_batch=256", "log.checkpoint_every=512"]
@@ -105,6 +106,32 @@ def test_a_checkpoint_of_a_pretrained_base_stores_the_adapter_and_reopens(pretra
     trained, reopened = text_parameters(trainer.policy), text_parameters(rebuilt)
     assert all(torch.equal(trained[name], reopened[name]) for name in trained)
     assert evaluate(tmp_path / "run", episodes=2).episodes == 2
+
+
+def test_a_run_with_an_adapter_on_a_pretrained_base_resumes_exactly(
+    pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def scenario(folder: Path):
+        options = ["train.frames=1024", "log.checkpoint_every=512", f"log.dir={folder}"]
+        return load("beacon", [*SHORT, *options, text_with(pretrained, "adapter: {rank: 4}")])
+
+    reference = train(scenario(tmp_path / "whole"), progress=False)
+    original, calls = BeaconEnv._step, [0]
+
+    def dies_in_the_third_batch(self, tensordict):
+        calls[0] += 1
+        if calls[0] == 2 * 128 + 10:  # 128 steps of 2 envs per 256-frame batch
+            raise RuntimeError("crash")
+        return original(self, tensordict)
+
+    monkeypatch.setattr(BeaconEnv, "_step", dies_in_the_third_batch)
+    with pytest.raises(RuntimeError, match="crash"):
+        train(scenario(tmp_path / "cut"), progress=False)
+    monkeypatch.undo()
+    (folder,) = (tmp_path / "cut").iterdir()
+    resumed = resume(folder, progress=False)  # the base rebuilt from its folder, the adapter from the checkpoint
+    assert resumed.frames == 1024
+    assert resumed.returns and resumed.returns == [(frames, value) for frames, value in reference.returns if frames > 512]
 
 
 def test_a_checkpoint_of_a_built_base_keeps_it(tmp_path: Path) -> None:
