@@ -207,7 +207,7 @@ class GroupLearner:
         source = rows.get(GOAL_ROW)
         agents = source.shape[-1]
         # An option's steps share its decision: each decision's observation is encoded once per minibatch.
-        pairs = source.clamp_min(0) * agents + torch.arange(agents)
+        pairs = source.clamp_min(0) * agents + torch.arange(agents, device=source.device)
         decisions, each = torch.unique(pairs, return_inverse=True)
         observed = samples.select(*self.policy.observed_keys).reshape(-1)[decisions]
         view = self.policy.encode(TensorDict({self.group: observed}, batch_size=observed.batch_size))
@@ -228,7 +228,7 @@ class GroupLearner:
                 step = torch.arange(data.shape[1], device=decision.device).view(1, -1, 1).expand_as(decision)
             else:
                 step = decision_steps(decision)
-            first_row = torch.arange(envs).view(-1, 1, 1) * data.shape[1]
+            first_row = torch.arange(envs, device=decision.device).view(-1, 1, 1) * data.shape[1]
             samples.set(GOAL_ROW, torch.where(step >= 0, first_row + step, step))
         weights = after.get((keys.MANAGER, keys.WEIGHTS))
         weighted = self.rules.mode == "weighted"

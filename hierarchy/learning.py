@@ -59,7 +59,7 @@ def as_sequences(inputs: TensorDictBase, group: str) -> TensorDictBase:
 
 def continuing(tensordict: TensorDictBase) -> TensorDictBase:
     """``tensordict`` (successor states) marked as no episode's first step: recurrent cores go on from their state."""
-    return tensordict.set(IS_INIT, torch.zeros(*tensordict.batch_size, 1, dtype=torch.bool))
+    return tensordict.set(IS_INIT, torch.zeros(*tensordict.batch_size, 1, dtype=torch.bool, device=tensordict.device))
 
 
 def importance_metrics(behaviour: torch.Tensor, target: torch.Tensor, rho_clip: float, level: str) -> dict[str, float]:

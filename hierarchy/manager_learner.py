@@ -118,7 +118,7 @@ class ManagerLearner:
                 "old_log_prob": of_agent(decided.get((keys.MANAGER, keys.LOG_PROB)), agent),
                 "option": state.get(chosen),
                 "agent": agent,
-                "weight": torch.ones(lane.numel()),
+                "weight": torch.ones(lane.numel(), device=lane.device),
             },
             batch_size=[lane.numel()],
         )

@@ -37,7 +37,7 @@ def worker_transitions(
             {
                 "action": action,
                 "reward": batch.get((keys.NEXT, *keys.reward_channel(group, name))).reshape(data.shape),
-                "discount": torch.full(data.shape, gamma),
+                "discount": torch.full(data.shape, gamma, device=action.device),
                 "terminated": terminated,
             },
             batch_size=data.shape,
@@ -59,7 +59,7 @@ def manager_transitions(
     option length; ``None`` rows when no decision was made. States keep the group's ``observed`` entries."""
     data, after = batch.get(group), batch.get((keys.NEXT, group))
     decision = lanes(data.get((keys.MANAGER, keys.DECISION)))
-    zeros = torch.zeros(decision.shape)
+    zeros = torch.zeros(decision.shape, device=decision.device)
     # Values are not needed here: only the options' rewards, discounts and extents are read.
     options = compact_to_decisions(
         decision=decision,
