@@ -187,9 +187,12 @@ def ablate(
     variants: Sequence[str] | None = None,
     output: Path,
     report: Callable[[dict[str, Any]], None] = lambda result: None,
+    finished_only: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate the variants of ``scenario`` (every one, or those named) with every seed; write the
     results into ``output``. A run whose result ``output`` already holds, from the same settings, is read instead.
+    With ``finished_only`` nothing trains: the results are those ``output`` holds, and the runs it lacks are listed
+    under ``"missing"`` (their figures are ``None``).
 
     Returns the content of ``ablation.json``. ``report`` is called with each run's result as it ends (a result read
     from an earlier call has ``"reused": True``).
@@ -216,6 +219,8 @@ def ablate(
         else:
             results.append(earlier)
             report(earlier)
+    missing = pending if finished_only else []
+    pending = [] if finished_only else pending
     for spec in pending:
         Path(spec.folder).mkdir(parents=True, exist_ok=True)
     if jobs <= 1:
@@ -230,6 +235,7 @@ def ablate(
                 report(result)
     order = {(spec.variant, spec.seed): index for index, spec in enumerate(specs)}
     results.sort(key=lambda result: order[(result["variant"], result["seed"])])
+    found = {(result["variant"], result["seed"]): result for result in results}
     summary = {
         "scenario": base.name,
         "frames": frames,
@@ -237,13 +243,15 @@ def ablate(
         "episodes": episodes,
         "variants": {
             name: {
-                field: [result[field] for result in results if result["variant"] == name]
+                field: [found[(name, seed)][field] if (name, seed) in found else None for seed in seeds]
                 for field in ("greedy_return", "success_rate", "fps")
             }
             for name in chosen
         },
         "flat_reward": flat_reward_mix(base, flat_reward),
     }
+    if missing:
+        summary["missing"] = [{"variant": spec.variant, "seed": spec.seed} for spec in missing]
     output.mkdir(parents=True, exist_ok=True)
     (output / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output / "ablation.md").write_text(markdown_table(summary))
@@ -271,6 +279,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
         "| variant | median greedy return | median success | greedy return per seed | success per seed |",
         "|---|---|---|---|---|",
     ]
+    if summary.get("missing"):
+        runs = ", ".join(f"{run['variant']} seed {run['seed']}" for run in summary["missing"])
+        lines[1:1] = ["", f"Not finished yet (shown as -; medians over the finished seeds): {runs}."]
     for name, variant in summary["variants"].items():
         returns, successes = variant["greedy_return"], variant["success_rate"]
         lines.append(

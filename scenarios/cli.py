@@ -42,7 +42,9 @@ DESCRIPTIONS = {
     "PettingZoo envs resume with fresh episodes).",
     "ablate": "For each seed trains the scenario as it is (`hierarchical`), its flat variant (`flat`: one worker "
     "reading every modality) and each modality removed in turn (`no_<modality>`); evaluates each greedy policy on "
-    "fresh episodes; writes `ablation.md`, `ablation.json`, `ablation.png` and `runs/` into `--out`.",
+    "fresh episodes; writes `ablation.md`, `ablation.json`, `ablation.png` and `runs/` into `--out`. Runs `--out` "
+    "already holds with the same settings are read, not trained again; `--finished-only` writes the table from "
+    "them alone.",
     "tune": "Searches the scenario's `tune:` space with Optuna, one run folder per trial; prints each trial and a "
     "table and writes `best.yaml`, `trials.md` and `importance.png`.",
 }
@@ -165,6 +167,7 @@ def _ablate(arguments: argparse.Namespace) -> int:
         variants=arguments.variants,
         output=output,
         report=report,
+        finished_only=arguments.finished_only,
     )
     print(f"\n{markdown_table(summary)}\nwritten: {output}/ablation.json, ablation.md, ablation.png")
     return 0
@@ -302,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--flat-reward", default=None, metavar="MIX",
         help="the flat worker's reward mix as YAML, e.g. '{env: 0.5, approach_sound: 1.0}' (default: every component "
         "the workers use, at its largest weight)",
+    )
+    ablation.add_argument(
+        "--finished-only", action="store_true",
+        help="train nothing: write the table from the runs --out already holds, the others shown as not finished",
     )
     ablation.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     ablation.set_defaults(handler=_ablate)

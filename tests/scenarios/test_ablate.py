@@ -110,6 +110,26 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
     assert len(list((tmp_path / "runs" / "flat").glob("beacon-*"))) == 2
 
 
+def test_finished_only_writes_the_table_of_the_finished_runs_and_trains_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    settings = [argument for override in TINY for argument in ("--set", override)]
+    common = ["ablate", "beacon", "--frames", "256", "--seeds", "0", "--episodes", "2", "--out", str(tmp_path), *settings]
+    assert main([*common, "--variants", "flat"]) == 0
+    first = json.loads((tmp_path / "runs" / "flat" / "seed-0.json").read_text())["result"]
+
+    seeds = ["--seeds", "0", "1"]
+    assert main([*common, *seeds, "--variants", "flat", "no_text", "--finished-only"]) == 0
+    assert not (tmp_path / "runs" / "no_text").exists() and len(list((tmp_path / "runs" / "flat").glob("beacon-*"))) == 1
+    summary = json.loads((tmp_path / "ablation.json").read_text())
+    assert summary["variants"]["flat"]["greedy_return"] == [first["greedy_return"], None]
+    assert summary["variants"]["no_text"]["success_rate"] == [None, None]
+    assert summary["missing"] == [{"variant": "flat", "seed": 1}, {"variant": "no_text", "seed": 0},
+                                  {"variant": "no_text", "seed": 1}]
+    table = (tmp_path / "ablation.md").read_text()
+    assert "Not finished yet" in table and "no_text seed 1" in table and "| no_text | - | - | - / - | - / - |" in table
+
+
 def test_an_unknown_variant_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ablate", "beacon", "--variants", "no_smell", "--out", str(tmp_path)]) == 2
     assert "no_smell" in capsys.readouterr().err
