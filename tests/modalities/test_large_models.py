@@ -11,6 +11,7 @@ import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
 from himo.envs import keys
+from himo.envs.builtin.beacon import BeaconEnv
 from himo.modalities.text import TransformerEncoderConfig
 from himo.modalities.base import EncoderContext
 from himo.scenarios.build import build_env, build_policy
@@ -18,7 +19,6 @@ from himo.scenarios.checkpoint import load_checkpoint, seed_everything
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.evaluate import evaluate
 from himo.scenarios.loader import load, to_yaml
-from himo.envs.builtin.beacon import BeaconEnv
 from himo.scenarios.run import SCENARIO_FILE, Trainer, resume, train
 from himo.scenarios.run_checkpoints import CHECKPOINT_FOLDER, checkpoint_files
 
@@ -45,21 +45,22 @@ def text_with(pretrained: Path, options: str) -> str:
     return f"modalities.text={{key: mission, encoder: transformer, pretrained: {pretrained}, {options}}}"
 
 
-def text_parameters(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+def encoder_parameters(policy: torch.nn.Module, modality: str = "text") -> dict[str, torch.Tensor]:
+    """A copy of every parameter of the policy's encoder of ``modality``, by name."""
     return {
         name: parameter.detach().clone()
         for name, parameter in policy.named_parameters()
-        if ".encoders.text." in name
+        if f".encoders.{modality}." in name
     }
 
 
 def test_only_the_adapter_and_the_head_train(pretrained: Path, tmp_path: Path) -> None:
     scenario = load("beacon", [*SHORT, text_with(pretrained, "adapter: {rank: 4}"), f"log.dir={tmp_path}"])
     trainer = Trainer(scenario, tmp_path / "run")
-    before = text_parameters(trainer.policy)
+    before = encoder_parameters(trainer.policy)
     optimised = {id(parameter) for learner in trainer.learners.values() for parameter in learner.workers.optimizer.parameters}
     trainer.run(progress=False)
-    after = text_parameters(trainer.policy)
+    after = encoder_parameters(trainer.policy)
     names = {id(parameter): name for name, parameter in trainer.policy.named_parameters()}
     trainable = [name for name in before if "lora_" in name or ".head." in name]
     base = [name for name in before if name not in trainable]
@@ -81,10 +82,9 @@ def test_only_the_adapter_and_the_head_train(pretrained: Path, tmp_path: Path) -
 def test_vision_and_audio_transformers_train_only_their_adapter_and_head(modality: str, override: str, tmp_path: Path) -> None:
     scenario = load("beacon", [*SHORT, override, f"log.dir={tmp_path}"])
     trainer = Trainer(scenario, tmp_path / "run")
-    inside = f".encoders.{modality}."
-    before = {name: parameter.detach().clone() for name, parameter in trainer.policy.named_parameters() if inside in name}
+    before = encoder_parameters(trainer.policy, modality)
     trainer.run(progress=False)
-    after = {name: parameter.detach() for name, parameter in trainer.policy.named_parameters() if inside in name}
+    after = encoder_parameters(trainer.policy, modality)
     trainable = [name for name in before if "lora_" in name or ".head." in name]
     base = [name for name in before if name not in trainable]
     assert base and any("lora_B" in name for name in trainable)
@@ -103,7 +103,7 @@ def test_a_checkpoint_of_a_pretrained_base_stores_the_adapter_and_reopens(pretra
     assert text_keys and all("lora_" in key or ".head." in key for key in text_keys), "no base weight is stored"
     rebuilt = build_policy(scenario, build_env(scenario))
     rebuilt.load_state_dict(stored)  # strict: the base comes from the pretrained folder
-    trained, reopened = text_parameters(trainer.policy), text_parameters(rebuilt)
+    trained, reopened = encoder_parameters(trainer.policy), encoder_parameters(rebuilt)
     assert all(torch.equal(trained[name], reopened[name]) for name in trained)
     assert evaluate(tmp_path / "run", episodes=2).episodes == 2
 

@@ -15,11 +15,20 @@ from himo.scenarios.loader import load
 
 TINY = ["env.num_envs=4", "env.kwargs.max_steps=8", "train.frames_per_batch=256", "algorithm.workers.epochs=1",
         "algorithm.manager.epochs=1"]
+TINY_SETTINGS = [argument for override in TINY for argument in ("--set", override)]
+"""``TINY`` as ``--set`` arguments of ``himo ablate``."""
+
+
+def tiny_ablate(out: Path) -> list[str]:
+    """``himo ablate beacon`` on the tiny budget (256 frames, seed 0, 2 episodes) into ``out``; the options after
+    ``--out`` are the ``TINY`` settings."""
+    return ["ablate", "beacon", "--frames", "256", "--seeds", "0", "--episodes", "2", "--out", str(out), *TINY_SETTINGS]
 
 
 def test_ablate_writes_the_table_the_json_and_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    settings = [argument for override in TINY for argument in ("--set", override)]
-    code = main(["ablate", "beacon", "--frames", "512", "--seeds", "0", "--episodes", "4", "--out", str(tmp_path), *settings])
+    code = main(
+        ["ablate", "beacon", "--frames", "512", "--seeds", "0", "--episodes", "4", "--out", str(tmp_path), *TINY_SETTINGS]
+    )
     assert code == 0
     summary = json.loads((tmp_path / "ablation.json").read_text())
     assert summary["scenario"] == "beacon" and summary["frames"] == 512
@@ -49,9 +58,8 @@ def test_a_modality_every_worker_needs_cannot_be_removed() -> None:
 
 
 def test_ablate_in_two_processes_gives_every_run(tmp_path: Path) -> None:
-    settings = [argument for override in TINY for argument in ("--set", override)]
     code = main(["ablate", "beacon", "--frames", "256", "--seeds", "0", "--episodes", "2", "--jobs", "2",
-                 "--out", str(tmp_path), *settings])
+                 "--out", str(tmp_path), *TINY_SETTINGS])
     assert code == 0
     summary = json.loads((tmp_path / "ablation.json").read_text())
     assert all(len(variant["greedy_return"]) == 1 for variant in summary["variants"].values())
@@ -68,8 +76,7 @@ def test_the_flat_workers_reward_mix_can_be_given(tmp_path: Path) -> None:
 def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    settings = [argument for override in TINY for argument in ("--set", override)]
-    common = ["ablate", "beacon", "--frames", "256", "--seeds", "0", "--episodes", "2", "--out", str(tmp_path), *settings]
+    common = tiny_ablate(tmp_path)
     assert main([*common, "--variants", "flat"]) == 0
     assert list(json.loads((tmp_path / "ablation.json").read_text())["variants"]) == ["flat"]
     flat_runs = list((tmp_path / "runs" / "flat").glob("beacon-*"))
@@ -87,7 +94,7 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
     # A folder moved elsewhere keeps its finished runs.
     moved = tmp_path.parent / f"{tmp_path.name}-moved"
     shutil.copytree(tmp_path, moved)
-    assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
+    assert main([*common[:8], "--out", str(moved), *TINY_SETTINGS, "--variants", "flat"]) == 0
     assert "finished earlier" in capsys.readouterr().out
 
     # A run saved before fields were added to the schema (here train.backend and the tune section) still counts:
@@ -96,12 +103,12 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
     saved = json.loads(saved_file.read_text())
     del saved["settings"]["scenario"]["train"]["backend"], saved["settings"]["scenario"]["tune"]
     saved_file.write_text(json.dumps(saved))
-    assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
+    assert main([*common[:8], "--out", str(moved), *TINY_SETTINGS, "--variants", "flat"]) == 0
     assert "finished earlier" in capsys.readouterr().out
     # One whose scenario no longer validates does not.
     saved["settings"]["scenario"]["train"]["retired_field"] = 1
     saved_file.write_text(json.dumps(saved))
-    assert main([*common[:8], "--out", str(moved), *settings, "--variants", "flat"]) == 0
+    assert main([*common[:8], "--out", str(moved), *TINY_SETTINGS, "--variants", "flat"]) == 0
     assert "finished earlier" not in capsys.readouterr().out
 
     # Other settings (here more evaluation episodes) make the saved result stand for another run: trained again.
@@ -113,8 +120,7 @@ def test_ablate_reads_the_runs_it_finished_before_and_trains_only_what_is_missin
 def test_finished_only_writes_the_table_of_the_finished_runs_and_trains_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    settings = [argument for override in TINY for argument in ("--set", override)]
-    common = ["ablate", "beacon", "--frames", "256", "--seeds", "0", "--episodes", "2", "--out", str(tmp_path), *settings]
+    common = tiny_ablate(tmp_path)
     assert main([*common, "--variants", "flat"]) == 0
     first = json.loads((tmp_path / "runs" / "flat" / "seed-0.json").read_text())["result"]
 
