@@ -187,6 +187,9 @@ class GroupPolicy(TensorDictModuleBase):
         self.goal_inputs = [keys.embedding(group, modality) for modality in encoders]
         self.worker_names = [worker.name for worker in workers]
         self.encoders = nn.ModuleDict(encoders)
+        # An encoder conditioned on another modality (himo.modalities.film) reads that one's embedding: it runs after.
+        embeddings = {key for encoder in encoders.values() for key in encoder.out_keys}
+        self.encoding_order = sorted(encoders, key=lambda name: bool(embeddings & set(encoders[name].in_keys)))
         self.shared_encoders = nn.ModuleDict({name.replace(".", "_"): module for name, module in shared_encoders.items()})
         self.memories = nn.ModuleDict(
             {worker.name: self._memory_module(worker) for worker in workers if worker.memory is not None}
@@ -275,7 +278,8 @@ class GroupPolicy(TensorDictModuleBase):
 
     def _encoding_modules(self) -> list[TensorDictModuleBase]:
         identity = [self.agent_identity] if self.agent_identity is not None else []
-        return [*self.encoders.values(), *self.shared_encoders.values(), *identity]
+        encoders = [self.encoders[name] for name in self.encoding_order]
+        return [*encoders, *self.shared_encoders.values(), *identity]
 
     def encode(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Every modality's embedding and every shared state's embedding."""

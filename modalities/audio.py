@@ -55,8 +55,10 @@ class SpectrogramEncoderConfig(SpectrogramFields, ConvolutionFields):
         """Spectrogram + CNN ``[..., ears, samples] -> [..., embedding_dim]``."""
         ears, samples = audio_shape(context.spec.shape)
         frequencies, frames = spectrogram_shape(samples, self.n_fft, self.hop_length, self.mel_bins)
-        network = nn.Sequential(self.spectrogram(), *self.convolution((ears, frequencies, frames)))
-        return self.wrap(network, context)
+        shape = (ears, frequencies, frames)
+        if self.condition is not None:
+            return self.wrap(self.conditioned(self.spectrogram(), shape, 2, context), context)
+        return self.wrap(nn.Sequential(self.spectrogram(), *self.convolution(shape)), context)
 
 
 class AudioSpectrogramTransformer(nn.Module):

@@ -21,8 +21,13 @@ from himo.modalities.keyed import KeyedModule
 from himo.modalities.layers import freeze
 
 
-LARGE_MODEL_OPTIONS = {"adapter": "adapt", "checkpointing": "checkpoint"}
-"""Options only the transformer encoders take (``himo.modalities.large_models``), and what each does."""
+ENCODER_SPECIFIC_OPTIONS = {
+    "adapter": "the transformer encoders (transformer, vit, ast): {encoder!r} has no transformer to adapt",
+    "checkpointing": "the transformer encoders (transformer, vit, ast): {encoder!r} has no transformer to checkpoint",
+    "condition": "the convolutional encoders (cnn, grid, spectrogram): {encoder!r} has no feature maps to modulate",
+}
+"""Options only some encoders take (``himo.modalities.large_models``, ``himo.modalities.film``), and why another
+cannot."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class EncoderContext:
     """Spec of ``in_key`` with the leading env/agent dims (a Composite for text: ids + mask)."""
     tokenizer: PreTrainedTokenizerBase | None = field(default=None)
     """The env's tokenizer for a text observation (to decode ids for a pretrained model)."""
+    condition_key: tuple[str, ...] | None = field(default=None)
+    """Key of the embedding that conditions this encoder (``modalities.<m>.condition``); ``None``: none."""
+    condition_size: int = field(default=0)
+    """Size of that embedding."""
 
 
 class EncoderConfig(BaseModel):
@@ -57,13 +66,15 @@ class EncoderConfig(BaseModel):
     def _large_model_options_need_a_transformer(cls, data: Any) -> Any:
         # Said plainly rather than as an unknown field: the option exists, this encoder cannot take it.
         if isinstance(data, dict):
-            for option in LARGE_MODEL_OPTIONS:
+            for option, reason in ENCODER_SPECIFIC_OPTIONS.items():
                 if option in data and option not in cls.model_fields:
-                    raise ValueError(
-                        f"{option} applies to the transformer encoders (transformer, vit, ast); encoder "
-                        f"{data.get('encoder')!r} has no transformer to {LARGE_MODEL_OPTIONS[option]}"
-                    )
+                    raise ValueError(f"{option} applies to {reason.format(encoder=data.get('encoder'))}")
         return data
+
+    @property
+    def conditioned_on(self) -> str | None:
+        """The modality whose embedding conditions this encoder (``himo.modalities.film``); ``None``: none."""
+        return None
 
     def build(self, context: EncoderContext) -> TensorDictModuleBase:
         """Return the TensorDictModule for this modality."""
@@ -73,4 +84,5 @@ class EncoderConfig(BaseModel):
         """``network`` as a module from the context's input key to its output key, frozen if asked."""
         if self.frozen:
             freeze(network)
-        return KeyedModule(network, in_keys=[context.in_key], out_keys=[context.out_key])
+        condition = [context.condition_key] if context.condition_key is not None else []
+        return KeyedModule(network, in_keys=[context.in_key, *condition], out_keys=[context.out_key])

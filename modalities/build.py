@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 
@@ -20,11 +22,17 @@ def encoder_context(env: EnvBase, group: str, observation_key: str, out_key: tup
 
 
 def build_encoder(
-    config: EncoderConfig, env: EnvBase, group: str, modality: str, precision: str = "fp32"
+    config: EncoderConfig, env: EnvBase, group: str, modality: str, precision: str = "fp32", condition_size: int = 0
 ) -> TensorDictModuleBase:
     """The encoder of ``modality`` for ``group``: reads its observation, writes ``(group, "embedding", modality)``;
-    with ``precision`` ``bf16`` its forward runs under autocast (``himo.modalities.large_models``)."""
-    encoder = config.build(encoder_context(env, group, config.key, keys.embedding(group, modality)))
+    with ``precision`` ``bf16`` its forward runs under autocast (``himo.modalities.large_models``). An encoder
+    conditioned on another modality also reads that modality's embedding, of size ``condition_size``."""
+    context = encoder_context(env, group, config.key, keys.embedding(group, modality))
+    if config.conditioned_on is not None:
+        context = replace(
+            context, condition_key=keys.embedding(group, config.conditioned_on), condition_size=condition_size
+        )
+    encoder = config.build(context)
     dtype = PRECISIONS[precision]
     if dtype is not None:
         if not isinstance(encoder, KeyedModule):

@@ -69,4 +69,7 @@ class GridEncoderConfig(ConvolutionFields):
         """Grid ``[..., C, H, W] -> [..., embedding_dim]``."""
         channels, height, width = image_shape(context.spec.shape)
         cells = CellEmbedding(channels, self.codes_per_channel, self.cell_features)
-        return self.wrap(GridTrunk(cells, self.convolution((self.cell_features, height, width))), context)
+        shape = (self.cell_features, height, width)
+        if self.condition is not None:
+            return self.wrap(self.conditioned(cells, shape, 3, context), context)
+        return self.wrap(GridTrunk(cells, self.convolution(shape)), context)

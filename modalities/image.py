@@ -14,6 +14,7 @@ from torchrl.modules import ConvNet
 from transformers import ViTConfig, ViTModel
 
 from himo.modalities.base import EncoderConfig, EncoderContext
+from himo.modalities.film import ConditionedEncoder, FilmConvolution
 from himo.modalities.layers import ACTIVATIONS, Activation, check_heads_divide_hidden, flatten_leading, unflatten_leading
 from himo.modalities.large_models import LargeModelFields
 
@@ -45,6 +46,34 @@ class ConvolutionFields(EncoderConfig):
     kernel_size: int = Field(3, ge=1, le=11, description="Side of every conv kernel (same-padded).")
     stride: int = Field(2, ge=1, le=4, description="Stride of every conv layer.")
     activation: Activation = Field("relu", description="Activation after each conv layer.")
+    condition: str | None = Field(
+        None,
+        description="Another modality whose embedding scales and shifts every conv layer's feature maps (FiLM), "
+        "e.g. the mission for a grid view; null: none.",
+    )
+
+    @property
+    def conditioned_on(self) -> str | None:
+        """See ``condition``."""
+        return self.condition
+
+    def conditioned(
+        self, prepare: nn.Module, input_shape: tuple[int, int, int], event_dims: int, context: EncoderContext
+    ) -> ConditionedEncoder:
+        """``prepare`` (observation to feature maps of ``input_shape``), then conv layers modulated by the embedding
+        at ``context.condition_key`` (``himo.modalities.film``)."""
+        if context.condition_key is None:
+            raise ValueError(f"modality conditioned on {self.condition!r} was built without that modality's embedding")
+        trunk = FilmConvolution(
+            input_shape,
+            self.channels,
+            self.kernel_size,
+            self.stride,
+            self.activation,
+            context.condition_size,
+            self.embedding_dim,
+        )
+        return ConditionedEncoder(prepare, trunk, event_dims)
 
     def convolution(self, input_shape: tuple[int, int, int]) -> nn.Sequential:
         """Conv layers (same-padding) over ``input_shape``, flattened, then a linear layer to ``embedding_dim``.
@@ -74,8 +103,10 @@ class CnnEncoderConfig(ConvolutionFields):
 
     def build(self, context: EncoderContext) -> TensorDictModule:
         """CNN ``[..., C, H, W] -> [..., embedding_dim]``."""
-        network = nn.Sequential(ImageToFloat(), *self.convolution(image_shape(context.spec.shape)))
-        return self.wrap(network, context)
+        shape = image_shape(context.spec.shape)
+        if self.condition is not None:
+            return self.wrap(self.conditioned(ImageToFloat(), shape, 3, context), context)
+        return self.wrap(nn.Sequential(ImageToFloat(), *self.convolution(shape)), context)
 
 
 class VisionTransformer(nn.Module):

@@ -325,8 +325,10 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
 
 def _encoder(scenario: Scenario, config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:
     """The modality's encoder for ``group``; an observation it cannot read is an error at ``modalities.<modality>``."""
+    condition = config.conditioned_on
+    condition_size = scenario.modalities[condition].embedding_dim if condition is not None else 0
     try:
-        return build_encoder(config, env, group, modality, scenario.train.precision)
+        return build_encoder(config, env, group, modality, scenario.train.precision, condition_size)
     except ValueError as error:
         raise _error(scenario, ("modalities", modality), f"group {group!r}: {error}") from None
 

@@ -357,6 +357,26 @@ class Scenario(Section):
         return self
 
     @model_validator(mode="after")
+    def _conditions_name_other_modalities(self) -> Scenario:
+        for name, modality in self.modalities.items():
+            condition = modality.conditioned_on
+            if condition is None:
+                continue
+            path = ("modalities", name, "condition")
+            if condition == name:
+                raise FieldProblem(path, "a modality cannot condition itself: name another modality, e.g. the mission")
+            if condition not in self.modalities:
+                raise FieldProblem(path, f"no modality named {condition!r}; modalities are {sorted(self.modalities)}")
+            # One level only: the conditioning embedding is computed before every conditioned encoder runs.
+            if self.modalities[condition].conditioned_on is not None:
+                raise FieldProblem(
+                    path,
+                    f"modality {condition!r} is itself conditioned (on {self.modalities[condition].conditioned_on!r}): "
+                    f"condition on a modality that is not",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _algorithms_fit_together(self) -> Scenario:
         levels = {"workers": self.algorithm.workers}
         if len(self.workers) > 1:  # a single worker leaves the manager nothing to learn
