@@ -16,8 +16,7 @@ from himo.modalities.image import CnnEncoderConfig
 from himo.scenarios.errors import ScenarioError
 from himo.scenarios.loader import load
 
-from tests.modalities.conftest import GROUP
-
+GROUP = "agents"  # the group of the encoder tests' contexts (conftest.make_context)
 CONDITION_KEY = keys.embedding(GROUP, "cue")
 CONDITION_SIZE = 6
 CONVOLUTIONAL = {"image": [CnnEncoderConfig, GridEncoderConfig], "audio": [SpectrogramEncoderConfig]}
