@@ -63,7 +63,7 @@ class EncoderConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _large_model_options_need_a_transformer(cls, data: Any) -> Any:
+    def _options_of_other_encoders_are_refused_plainly(cls, data: Any) -> Any:
         # Said plainly rather than as an unknown field: the option exists, this encoder cannot take it.
         if isinstance(data, dict):
             for option, reason in ENCODER_SPECIFIC_OPTIONS.items():

@@ -9,7 +9,7 @@ For one scenario it trains, for each seed:
   reward may pay one flat worker to do something else (on the built-in world ``explore`` pays for wandering:
   measured, the flat worker's episodes then run to the step limit while its team return falls to 0.01);
 - ``no_<modality>``: the scenario without that modality: the workers that read it are dropped and
-  the manager (and its goals) no longer read it.
+  the manager (and its goals) no longer read it; a view conditioned on it (``condition``) stays, unconditioned.
 
 Each run then plays its greedy policy on fresh episodes (``himo.scenarios.evaluate``). The output folder
 gets ``ablation.json`` (``{"scenario", "frames", "seeds", "variants": {name: {"greedy_return": [per seed],
@@ -75,8 +75,14 @@ def flat_overrides(base: Scenario, reward: Mapping[str, float] | None = None) ->
 
 
 def without_modality(base: Scenario, removed: str) -> list[str]:
-    """``--set`` overrides removing modality ``removed``: its workers are dropped and the manager no longer reads it."""
-    kept_modalities = {name: config.model_dump(mode="json") for name, config in base.modalities.items() if name != removed}
+    """``--set`` overrides removing modality ``removed``: its workers are dropped and the manager no longer reads it;
+    a modality conditioned on it (``condition``) is kept, unconditioned, so nothing of ``removed`` reaches a worker."""
+    kept_modalities = {}
+    for name, config in base.modalities.items():
+        if name != removed:
+            kept_modalities[name] = config.model_dump(mode="json")
+            if config.conditioned_on == removed:
+                kept_modalities[name]["condition"] = None
     kept_workers = {
         name: worker.model_dump(mode="json", exclude_none=True)
         for name, worker in base.workers.items()

@@ -52,6 +52,16 @@ def test_each_modality_is_removed_with_its_workers_and_the_flat_variant_has_one_
     assert set(flat.worker_modalities("flat")) == {"image", "text", "audio"}
 
 
+def test_a_view_conditioned_on_the_removed_modality_stays_unconditioned() -> None:
+    conditioned = ["modalities.target={key: image, encoder: grid, condition: text}", "workers.grounded.modalities=[target]"]
+    variants = ablation_variants(load("babyai-gotolocal", conditioned))
+    no_text = load("babyai-gotolocal", [*conditioned, *variants["no_text"]])
+    assert list(no_text.modalities) == ["image", "target"] and no_text.modalities["target"].condition is None
+    assert list(no_text.workers) == ["image", "grounded"]
+    no_image = load("babyai-gotolocal", [*conditioned, *variants["no_image"]])
+    assert no_image.modalities["target"].condition == "text" and list(no_image.workers) == ["grounded"]
+
+
 def test_a_modality_every_worker_needs_cannot_be_removed() -> None:
     with pytest.raises(ScenarioError, match="every worker reads modality 'vector'"):
         ablation_variants(load("cartpole"))
