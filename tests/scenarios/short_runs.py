@@ -13,6 +13,9 @@ SMALL_BEACON = [
     "algorithm.manager.epochs=1",
 ]
 
+ONE_STEP_PPO = "{name: ppo, lr: 3.0e-3, lr_schedule: linear, minibatch_size: 128, epochs: 4}"
+"""A level's PPO settings that learn the suite's one-step tasks (two_cues, named_cell) in a few thousand frames."""
+
 SHORT_RUN_SETTINGS = {"sac": "learning_starts: 64, gradient_steps: 4, buffer_size: 4096"}
 """Per algorithm, the section fields that let a level learn within a short run (sac: start after one batch)."""
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from named_cell import NAMED_CELL_ID, OBJECTS, SIDE
-from short_runs import greedy_success_of
-
-LEVEL = "{name: ppo, lr: 3.0e-3, lr_schedule: linear, minibatch_size: 128, epochs: 4}"
+from short_runs import ONE_STEP_PPO, greedy_success_of
 
 
 def greedy_success(folder: Path, condition: str) -> float:
@@ -23,7 +21,7 @@ modalities:
   grid: {{key: grid, encoder: grid, codes_per_channel: 8, channels: [16], embedding_dim: 32, condition: {condition}}}
   cue: {{key: cue, encoder: mlp, embedding_dim: 16}}
 workers: {{pointer: {{modalities: [grid, cue]}}}}
-algorithm: {{workers: {LEVEL}}}
+algorithm: {{workers: {ONE_STEP_PPO}}}
 train: {{frames: 16384, frames_per_batch: 512, seed: 0}}
 log: {{dir: {folder}}}
 """,

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from short_runs import greedy_success_of
+from short_runs import ONE_STEP_PPO, greedy_success_of
 from two_cues import SIZE, TWO_CUES_ID
-
-
-LEVEL = "{name: ppo, lr: 3.0e-3, lr_schedule: linear, minibatch_size: 128, epochs: 4}"
 
 
 def greedy_success(folder: Path, goal: str) -> float:
@@ -23,7 +20,7 @@ modalities:
   cue: {{key: cue, encoder: mlp, embedding_dim: 16}}
   position: {{key: position, encoder: mlp, embedding_dim: 16}}
 manager: {{termination: {{every: 1}}, goal: {goal}}}
-algorithm: {{workers: {LEVEL}, manager: {LEVEL}}}
+algorithm: {{workers: {ONE_STEP_PPO}, manager: {ONE_STEP_PPO}}}
 train: {{frames: 16384, frames_per_batch: 512, seed: 0}}
 log: {{dir: {folder}}}
 """,
