@@ -320,7 +320,9 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based, goal,
             critic_inputs,
         )
-    return HierarchicalPolicy(groups)
+    # On train.device from the start: the collector would otherwise act with a device copy while learning updates
+    # the CPU original.
+    return HierarchicalPolicy(groups).to(scenario.train.device)
 
 
 def _encoder(scenario: Scenario, config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:

@@ -109,7 +109,7 @@ def run_episodes(scenario: Scenario, env: EnvBase, policy: HierarchicalPolicy, s
         auto_register_policy_transforms=False,
     )
     groups = list(policy.groups)
-    finished = torch.zeros(episodes, dtype=torch.bool)
+    finished = torch.zeros(episodes, dtype=torch.bool, device=env.device)
     ends, decisions = [], {group: [] for group in groups}
     for batch in collector:
         done = batch.get((keys.NEXT, keys.DONE)).squeeze(-1)

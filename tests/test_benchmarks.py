@@ -131,8 +131,9 @@ def test_device_check_trains_the_built_in_world_and_refuses_a_missing_device(cap
     import torch
     from device_check import main
 
-    result = main(["--device", "cpu", "--frames", "2048"])
-    assert result["device"] == "cpu" and result["frames"] >= 2048 and result["fps"] > 0 and result["peak_rss_mib"] > 0
+    result = main(["--device", "cpu", "--frames", "2048", "--set", "env.num_envs=8"])
+    assert result["device"] == "cpu" and result["overrides"] == ["env.num_envs=8"] and result["frames"] >= 2048
+    assert result["fps"] > 0 and result["peak_rss_mib"] > 0
     assert "RESULT " in capsys.readouterr().out
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
