@@ -25,6 +25,8 @@ def check(device: str, frames: int, scenario: str = "beacon", overrides: list[st
     import torch
 
     from himo.scenarios.loader import load
+
+    overrides = list(overrides or [])
     from himo.scenarios.run import train
 
     cuda = device.startswith("cuda")
@@ -33,11 +35,11 @@ def check(device: str, frames: int, scenario: str = "beacon", overrides: list[st
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         base = [f"train.frames={frames}", f"train.device={device}", "train.threads=1", f"log.dir={folder}"]
-        loaded = load(scenario, base + list(overrides or []))
+        loaded = load(scenario, base + overrides)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         run = train(loaded, progress=False)
-    result = {"scenario": scenario, "overrides": list(overrides or []), "device": device, "frames": run.frames, "fps": run.fps,
+    result = {"scenario": scenario, "overrides": overrides, "device": device, "frames": run.frames, "fps": run.fps,
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
     if cuda:
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20

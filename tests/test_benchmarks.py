@@ -12,6 +12,7 @@ from manager_algorithms import ALGORITHMS as MANAGER_ALGORITHMS  # noqa: E402
 from manager_algorithms import arm_overrides, rises, window_mean  # noqa: E402
 from text_finetuning import MODES, TASK, mode_overrides, trainable_text_parameters  # noqa: E402
 
+from himo.scenarios.errors import ScenarioError  # noqa: E402
 from himo.scenarios.loader import load  # noqa: E402
 
 
@@ -135,6 +136,9 @@ def test_device_check_trains_the_built_in_world_and_refuses_a_missing_device(cap
     assert result["device"] == "cpu" and result["overrides"] == ["env.num_envs=8"] and result["frames"] >= 2048
     assert result["fps"] > 0 and result["peak_rss_mib"] > 0
     assert "RESULT " in capsys.readouterr().out
+    # The overrides reach the scenario: one it cannot take is refused, naming the field.
+    with pytest.raises(ScenarioError, match="num_envs"):
+        main(["--device", "cpu", "--frames", "2048", "--set", "env.num_envs=0"])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             main(["--device", "cuda", "--frames", "2048"])
