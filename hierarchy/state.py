@@ -1,9 +1,10 @@
 """Option state as env state: the active worker, its age, the workers' weights and the manager's goal travel between
 steps as primed keys.
 
-A ``TensorDictPrimer`` declares ``(group, "manager", "option")``, ``(group, "manager", "age")``,
-``(group, "manager", "weights")`` and, with goals, ``(group, "manager", "goal")`` (zeros at every reset) and an ``InitTracker`` flags each
-episode's first step, where the manager always decides (and recurrent cores start from zeros). With memory
+The env's bookkeeping transform (``himo.envs.bookkeeping``) carries ``(group, "manager", "option")``,
+``(group, "manager", "age")``, ``(group, "manager", "weights")`` and, with goals, ``(group, "manager", "goal")`` (zeros at
+every reset) and flags each episode's first step (``is_init``), where the manager always decides (and recurrent cores
+start from zeros). With memory
 (``himo.hierarchy.memory``) the cores' states are primed the same way. The policy reads the state and writes its successor under
 ``"next"``, so any TorchRL collector carries it and episodes reset it.
 """
@@ -14,21 +15,20 @@ from collections.abc import Mapping
 
 import torch
 from torchrl.data import Composite, Unbounded
-from torchrl.envs import Compose, InitTracker, TensorDictPrimer
 
 from himo.envs import keys
 
 IS_INIT = "is_init"
-"""Root key set by ``InitTracker``: True at the first step of an episode."""
+"""Root key, True at the first step of an episode."""
 
 
-def option_state_transforms(
+def option_state_spec(
     agents_per_group: Mapping[str, int],
     workers: int,
     goal_size: int = 0,
     memory_states: Mapping[tuple[str, ...], tuple[int, int]] | None = None,
-) -> Compose:
-    """The transforms that give an env the option state of every group (``{group: number of agents}``).
+) -> Composite:
+    """The option state of every group (``{group: number of agents}``), as specs without the env's batch dims.
 
     ``weights`` (one per worker, float) is the weighted mode's mixture and the one-hot of the option in
     select mode, so both modes carry the same state; ``goal`` (``goal_size`` floats per worker, none when 0) is
@@ -63,5 +63,4 @@ def option_state_transforms(
                     parent[part] = Composite(shape=(agents,))
                 parent = parent[part]
             parent[path[-1]] = Unbounded(shape=(agents, *shape), dtype=torch.float32)
-    # Envs with agent groups have a reset key per group too; the root one resets whole envs.
-    return Compose(InitTracker(init_key=IS_INIT), TensorDictPrimer(primers, expand_specs=True, reset_key="_reset"))
+    return primers

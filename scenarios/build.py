@@ -13,12 +13,13 @@ import numpy
 import torch
 
 from tensordict.nn import TensorDictModuleBase
-from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
+from torchrl.envs import EnvBase, TransformedEnv
 
 from himo.agents.declaration import Targets
 from himo.agents.registry import ALGORITHMS
 from himo.agents.heads import CriticView
 from himo.envs import keys
+from himo.envs.bookkeeping import EpisodeBookkeeping
 from himo.envs.other_groups import OtherGroups
 from himo.envs.registry import agent_groups, make_env, put_on_import_path
 from himo.envs.rewards import RewardChannels, RewardFunctionError
@@ -28,7 +29,7 @@ from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.memory import STATE_LEAVES, RecurrentCore
 from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
 from himo.hierarchy.selectors import OptionRules
-from himo.hierarchy.state import option_state_transforms
+from himo.hierarchy.state import IS_INIT, option_state_spec
 from himo.modalities.base import EncoderConfig
 from himo.modalities.build import build_encoder, encoder_context
 from himo.modalities.fusion import build_fusion
@@ -98,9 +99,8 @@ def build_env(scenario: Scenario, *, num_envs: int | None = None, seed: int | No
         env.append_transform(_other_groups(scenario, env, groups))
     goal_size = scenario.manager.goal.size if scenario.manager.goal is not None else 0
     agents = {group: agents_in(env, group) for group in groups}
-    env.append_transform(option_state_transforms(agents, len(scenario.workers), goal_size, memory_states(scenario)))
-    env.append_transform(_episode_returns(scenario, groups))
-    env.append_transform(StepCounter())
+    state = option_state_spec(agents, len(scenario.workers), goal_size, memory_states(scenario))
+    env.append_transform(EpisodeBookkeeping(state, episode_sums(scenario, groups), IS_INIT))
     return env
 
 
@@ -180,16 +180,13 @@ def _recurrent_core(memory: MemoryConfig | None, input_size: int) -> RecurrentCo
     return RecurrentCore(memory.kind, input_size, memory.hidden, memory.layers) if memory is not None else None
 
 
-def _episode_returns(scenario: Scenario, groups: list[str]) -> RewardSum:
-    """Running episode returns of the team reward and of every reward channel, per group."""
-    in_keys, out_keys = [], []
+def episode_sums(scenario: Scenario, groups: list[str]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """``(reward, running episode sum)`` keys of the team reward and of every reward channel, per group."""
+    sums = []
     for group in groups:
-        in_keys.append((group, keys.REWARD))
-        out_keys.append((group, keys.EPISODE_REWARD))
-        for worker in scenario.workers:
-            in_keys.append(keys.reward_channel(group, worker))
-            out_keys.append((group, keys.EPISODE_CHANNEL_RETURNS, worker))
-    return RewardSum(in_keys=in_keys, out_keys=out_keys, reset_keys=["_reset"] * len(in_keys))
+        sums.append(((group, keys.REWARD), (group, keys.EPISODE_REWARD)))
+        sums += [(keys.reward_channel(group, worker), (group, keys.EPISODE_CHANNEL_RETURNS, worker)) for worker in scenario.workers]
+    return sums
 
 
 SHARED_EMBEDDING_SIZE = 16
