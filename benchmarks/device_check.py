@@ -25,10 +25,9 @@ def check(device: str, frames: int, scenario: str = "beacon", overrides: list[st
     import torch
 
     from himo.scenarios.loader import load
-
-    overrides = list(overrides or [])
     from himo.scenarios.run import train
 
+    overrides = list(overrides or [])
     cuda = device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise SystemExit(f"device_check: --device {device} asked for, but torch sees no CUDA device here")
