@@ -39,6 +39,14 @@ def categorical(logits: torch.Tensor) -> Categorical:
     return Categorical(logits=logits, validate_args=False)
 
 
+def sample_categorical(log_probs: torch.Tensor) -> torch.Tensor:
+    """A draw ``[...]`` from the categorical of normalised ``log_probs [..., choices]``, as ``Categorical.sample`` draws
+    it (one multinomial draw per row): acting draws without building a distribution object at every step.
+    Non-finite probabilities raise."""
+    rows = log_probs.exp().reshape(-1, log_probs.shape[-1])
+    return torch.multinomial(rows, 1, True).reshape(log_probs.shape[:-1])
+
+
 class ActingPolicy(Protocol):
     """The policy that acts at a step, composed from the workers' (see the module docstring)."""
 
@@ -123,6 +131,13 @@ class ActionSpace(Protocol):
         self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor
     ) -> dict[str, WorkerPolicy]:
         """Each worker's own policy, from its outputs in ``tensordict``."""
+        ...
+
+    def worker_log_probs(
+        self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """Every worker's log-probability ``[..., workers]`` of ``action`` under its own policy (of the parts it
+        controls), from the workers' outputs in ``tensordict``: what acting stores for each worker."""
         ...
 
     def soft_policy(self, tensordict: TensorDictBase, worker: str) -> CategoricalPolicy | SquashedGaussianPolicy:
@@ -263,23 +278,42 @@ class DiscreteActions:
             raise ValueError(f"unknown action part {unknown[0]!r}; parts are {known}")
         return torch.tensor([name in controlled for name in self.names], dtype=torch.bool)
 
+    def log_prob_table(self, tensordict: TensorDictBase, workers: Sequence[str]) -> list[torch.Tensor]:
+        """Each part's log-probabilities ``[..., workers, size]`` under every worker's own policy (its masked logits,
+        normalised per part)."""
+        logits = torch.stack([tensordict.get(self.worker_keys(name)[0]) for name in workers], dim=-2)
+        return [part.log_softmax(-1) for part in self.split(logits)]
+
     def acting(
         self, tensordict: TensorDictBase, workers: Sequence[str], option: torch.Tensor, weights: torch.Tensor, mode: str, control: torch.Tensor
     ) -> DiscreteActing:
         """Select: the active worker's parts it controls (the others default); weighted: per part, the mixture of
         the workers that control it, their weights renormalised (``log sum_k w_k p_k(a)``)."""
-        logits = torch.stack([tensordict.get(self.worker_keys(name)[0]) for name in workers], dim=-2)
+        table = self.log_prob_table(tensordict, workers)
         if mode == "select":
-            index = option[..., None, None].expand(*option.shape, 1, logits.shape[-1])
-            part_logits = self.split(logits.gather(-2, index).squeeze(-2))
-            return DiscreteActing([categorical(part) for part in part_logits], control[option])
-        distributions = []
-        for part, workers_logits in enumerate(self.split(logits)):
+            parts = [part.gather(-2, option[..., None, None].expand(*option.shape, 1, part.shape[-1])).squeeze(-2) for part in table]
+            return DiscreteActing(parts, control[option])
+        mixtures = []
+        for part, workers_log_probs in enumerate(table):
             # Workers that do not control this part get weight 0 (log-weight -inf) in its mixture.
             part_weights = weights * control[:, part].to(weights.dtype)
             part_weights = part_weights / part_weights.sum(-1, keepdim=True)
-            distributions.append(categorical(mixture_log_probs(part_weights, workers_logits)))
-        return DiscreteActing(distributions, torch.ones(*option.shape, self.count, dtype=torch.bool, device=option.device))
+            mixtures.append(mixture_log_probs(part_weights, workers_log_probs))
+        return DiscreteActing(mixtures, torch.ones(*option.shape, self.count, dtype=torch.bool, device=option.device))
+
+    def worker_log_probs(
+        self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """Every worker's log-probability ``[..., workers]`` of ``action``: the sum over the parts it controls."""
+        table = self.log_prob_table(tensordict, workers)
+        chosen = torch.stack(
+            [
+                part.gather(-1, action[..., None, index : index + 1].expand(*part.shape[:-1], 1)).squeeze(-1)
+                for index, part in enumerate(table)
+            ],
+            dim=-1,
+        )
+        return torch.where(control, chosen, torch.zeros_like(chosen)).sum(-1)
 
     def worker_policies(
         self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor
@@ -312,23 +346,26 @@ class _PartsScorer:
 
 @dataclass
 class DiscreteActing:
-    """The acting categorical of each part, and which parts it samples (``[..., parts]``; the others default)."""
+    """The acting policy of each part, as normalised log-probabilities ``[..., size]``, and which parts it samples
+    (``[..., parts]``; the others default)."""
 
-    distributions: list[Categorical]
+    log_probs: list[torch.Tensor]
     sampled: torch.Tensor
 
     def sample(self) -> torch.Tensor:
         """Each sampled part drawn, the others at 0."""
-        return self._defaulted(torch.stack([part.sample() for part in self.distributions], dim=-1))
+        return self._defaulted(torch.stack([sample_categorical(part) for part in self.log_probs], dim=-1))
 
     def mode(self) -> torch.Tensor:
         """Each sampled part's most likely choice, the others at 0."""
-        return self._defaulted(torch.stack([part.mode for part in self.distributions], dim=-1))
+        return self._defaulted(torch.stack([part.argmax(-1) for part in self.log_probs], dim=-1))
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """The sum over the sampled parts of their log-probabilities."""
-        log_probs = torch.stack([part.log_prob(action[..., index]) for index, part in enumerate(self.distributions)], dim=-1)
-        return (log_probs * self.sampled).sum(-1)
+        log_probs = torch.stack(
+            [part.gather(-1, action[..., index : index + 1]).squeeze(-1) for index, part in enumerate(self.log_probs)], dim=-1
+        )
+        return torch.where(self.sampled, log_probs, torch.zeros_like(log_probs)).sum(-1)
 
     def _defaulted(self, drawn: torch.Tensor) -> torch.Tensor:
         return torch.where(self.sampled, drawn, torch.zeros_like(drawn))

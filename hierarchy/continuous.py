@@ -126,6 +126,13 @@ class ContinuousActions:
             policies[name] = WorkerPolicy((Independent(Normal(loc, scale), 1),), squashed.log_prob)
         return policies
 
+    def worker_log_probs(
+        self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """Every worker's squashed log-density ``[..., workers]`` of ``action``, in one batched evaluation."""
+        loc, scale = self._gaussians(tensordict, workers)
+        return self.squashed(loc, scale).log_prob(action.unsqueeze(-2).expand_as(loc))
+
     def soft_policy(self, tensordict: TensorDictBase, worker: str) -> SquashedGaussianPolicy:
         """The worker's squashed Gaussian, with reparameterised samples."""
         loc, scale = (tensordict.get(key) for key in self.worker_keys(worker))

@@ -41,7 +41,7 @@ from torch.nn import functional
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from himo.envs import keys
-from himo.hierarchy.actions import ActionSpace, categorical
+from himo.hierarchy.actions import ActionSpace, categorical, sample_categorical
 from himo.hierarchy.state import IS_INIT
 
 MODES = ("select", "weighted")
@@ -174,12 +174,14 @@ class OptionSelector(TensorDictModuleBase):
         self, decision: torch.Tensor, previous: torch.Tensor, previous_weights: torch.Tensor, scores: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(option, weights, manager log-probability)`` after this step's decisions."""
-        manager = manager_distribution(self.rules.mode, scores)
         if self.rules.mode == "select":
-            choice = manager.mode if greedy() else manager.sample()
+            # The categorical of manager_distribution, drawn from its log-probabilities directly (no object per step).
+            log_probs = scores.log_softmax(-1)
+            choice = log_probs.argmax(-1) if greedy() else sample_categorical(log_probs)
             option = torch.where(decision, choice, previous)
             weights = functional.one_hot(option, len(self.workers)).to(scores.dtype)
-            return option, weights, manager.log_prob(option)
+            return option, weights, log_probs.gather(-1, option.unsqueeze(-1)).squeeze(-1)
+        manager = manager_distribution(self.rules.mode, scores)
         choice = to_simplex(manager.mean if greedy() else manager.sample())
         weights = torch.where(decision.unsqueeze(-1), choice, previous_weights)
         return weights.argmax(-1), weights, manager.log_prob(weights)
@@ -231,9 +233,9 @@ class OptionSelector(TensorDictModuleBase):
         weights = tensordict.get((keys.NEXT, *keys.manager(group, keys.WEIGHTS)))
         policy = self.acting(tensordict, option, weights)
         action = policy.mode() if greedy() else policy.sample()
-        policies = self.actions.worker_policies(tensordict, self.workers, self.control)
         self.actions.write(tensordict, action)
         tensordict.set((group, keys.LOG_PROB), policy.log_prob(action))
-        for name in self.workers:
-            tensordict.set(keys.worker(group, name, keys.LOG_PROB), policies[name].log_prob(action))
+        own = self.actions.worker_log_probs(tensordict, self.workers, self.control, action)
+        for index, name in enumerate(self.workers):
+            tensordict.set(keys.worker(group, name, keys.LOG_PROB), own[..., index])
         return tensordict
