@@ -18,6 +18,8 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "rmsprop": torch.optim.RMSprop,
 }
+FUSED = frozenset({"adam", "adamw", "sgd"})
+"""The optimisers torch has a fused step for (one kernel over every parameter, on the CPU as on GPUs)."""
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
@@ -109,9 +111,13 @@ class LevelOptimizer:
         self.parameters = select_parameters(parameters)
         if not self.parameters:
             raise ValueError(f"{name}: no trainable parameters to optimise (set frozen: true to keep the level fixed)")
-        # The multi-tensor update: one call per step over all parameters rather than a loop over them, which is the
-        # default on GPUs only; on a CPU it halves the step of a policy's many small tensors (benchmarks/ppo_speed.py).
-        options = {"foreach": True, **dict(options or {})}
+        # A policy has many small tensors, so a step is mostly per-tensor dispatch. The fused step (one kernel over all
+        # of them) was about 3x faster than the multi-tensor one for a hierarchical policy's 42 tensors on one CPU
+        # thread, and the multi-tensor step, for the optimisers without a fused one, 2x faster than a loop over them.
+        # Both are torch's defaults on GPUs only. An explicit `fused` or `foreach` option in `options` takes precedence.
+        options = dict(options or {})
+        if "fused" not in options and "foreach" not in options:
+            options["fused" if optimizer in FUSED else "foreach"] = True
         self.optimizer = OPTIMIZERS[optimizer](self.parameters, lr=self.lr, **options)
 
     @classmethod

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from himo.agents.optim import (
+    FUSED,
     OPTIMIZERS,
     LevelOptimizer,
     NonFiniteLossError,
@@ -32,19 +33,23 @@ def test_each_optimizer_decreases_a_quadratic(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_each_optimizer_takes_the_multi_tensor_step_with_the_per_tensor_result(name: str) -> None:
+def test_each_optimizer_takes_its_fastest_step_with_the_per_tensor_result(name: str) -> None:
     torch.manual_seed(0)
     start = [torch.randn(8, 4), torch.randn(4)]
+    variants = {"default": None, "per-tensor": {"foreach": False}}
     runs = {}
-    for foreach in (True, False):
+    for variant, options in variants.items():
         parameters = [nn.Parameter(tensor.clone()) for tensor in start]
-        optimizer = LevelOptimizer(parameters, optimizer=name, lr=0.05, options={"foreach": foreach})
-        assert optimizer.optimizer.defaults["foreach"] is foreach
+        optimizer = LevelOptimizer(parameters, optimizer=name, lr=0.05, options=options)
         for _ in range(5):
             optimizer.step(sum(quadratic(parameter) for parameter in parameters), frames=0)
-        runs[foreach] = parameters
-    assert LevelOptimizer([nn.Parameter(torch.zeros(1))], optimizer=name).optimizer.defaults["foreach"] is True
-    for fast, plain in zip(runs[True], runs[False]):
+        runs[variant] = parameters
+    default = LevelOptimizer([nn.Parameter(torch.zeros(1))], optimizer=name).optimizer.defaults
+    if name in FUSED:
+        assert default["fused"] is True
+    else:
+        assert default["foreach"] is True and not default.get("fused")
+    for fast, plain in zip(runs["default"], runs["per-tensor"]):
         torch.testing.assert_close(fast, plain)
 
 
