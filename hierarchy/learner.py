@@ -159,7 +159,8 @@ class GroupLearner:
             return self.policy.evaluate(continuing(after.copy()))
         group = self.group
         outputs = [(keys.WORKERS, name, keys.STATE_VALUE) for name in self.policy.worker_names]
-        outputs += [(keys.MANAGER, keys.STATE_VALUE)] + ([(keys.MANAGER, keys.TERMINATION_LOGITS)] if self.rules.learned else [])
+        if self.manager is not None:
+            outputs += [(keys.MANAGER, keys.STATE_VALUE)] + ([(keys.MANAGER, keys.TERMINATION_LOGITS)] if self.rules.learned else [])
         stored = batch.get(group).select(*outputs)
         successor = torch.cat([stored[:, 1:], stored[:, -1:]], dim=1)
         evaluated = batch.get((keys.NEXT, keys.DONE)).squeeze(-1).clone()

@@ -149,7 +149,8 @@ class GroupPolicy(TensorDictModuleBase):
         encoders: modality name -> encoder module writing ``(group, "embedding", modality)``.
         shared_encoders: observation key -> small encoder of a shared low-dimensional state.
         workers: the workers, in the manager's choice order.
-        manager: the manager network, reading every modality's embedding.
+        manager: the manager network, reading every modality's embedding; ``None`` for a single worker, where there is
+            nothing to choose (a flat agent: the option is always that worker).
         actions: the group's action space (``himo.hierarchy.actions``).
         rules: the manager's mode and termination.
         agent_identity: writes the agents' one-hot index where workers and manager read it; ``None``: no agent-id input.
@@ -167,7 +168,7 @@ class GroupPolicy(TensorDictModuleBase):
         encoders: Mapping[str, TensorDictModuleBase],
         shared_encoders: Mapping[str, TensorDictModuleBase],
         workers: Sequence[WorkerSpec],
-        manager: ManagerNetwork,
+        manager: ManagerNetwork | None,
         actions: ActionSpace,
         rules: OptionRules,
         agent_identity: AgentIdentity | None = None,
@@ -179,7 +180,9 @@ class GroupPolicy(TensorDictModuleBase):
         super().__init__()
         self.group = group
         self.critic_inputs = list(critic_inputs)
-        if bool(self.critic_inputs) != bool(manager.critic_extra):
+        if manager is None and len(workers) > 1:
+            raise ValueError(f"{len(workers)} workers need a manager network to choose among them")
+        if manager is not None and bool(self.critic_inputs) != bool(manager.critic_extra):
             raise ValueError("critic-only inputs need a manager network built for them, and only then")
         self.legal_actions = legal_actions
         self.turn_based = turn_based
@@ -212,29 +215,18 @@ class GroupPolicy(TensorDictModuleBase):
                 for worker in workers
             }
         )
-        if rules.learned != (manager.option_heads is not None):
+        if rules.learned != (manager is not None and manager.option_heads is not None):
             raise ValueError("learned termination needs a manager network with option-critic heads, and only it")
         self.rules = rules
-        manager_outputs = [keys.manager(group, keys.LOGITS), keys.manager(group, keys.STATE_VALUE)]
-        if rules.learned:
-            manager_outputs += [keys.manager(group, keys.TERMINATION_LOGITS), keys.manager(group, keys.OPTION_VALUES)]
-        if (agent_identity is not None) != bool(manager.agent_id_size):
-            raise ValueError("an agent-id input needs a manager network built for it, and only then")
         self.agent_identity = agent_identity
-        manager_inputs = [keys.embedding(group, modality) for modality in encoders]
-        manager_inputs += [keys.agent_id(group)] if agent_identity is not None else []
-        manager_inputs += self.critic_inputs
-        if manager.memory is not None:
-            state = [keys.manager(group, leaf) for leaf in manager.memory.state_leaves]
-            manager_inputs += [IS_INIT, *state]
-            manager_outputs += [(keys.NEXT, *key) for key in state]
-        self.manager = KeyedModule(manager, in_keys=manager_inputs, out_keys=manager_outputs)
+        self.manager = self._manager_module(manager, list(encoders)) if manager is not None else None
         self.actions = actions
         control = torch.stack([actions.control_mask(worker.controlled_parts) for worker in workers])
         self.selector = OptionSelector(group, self.worker_names, rules, actions, control, turn_based)
         # Built only to compute the declared keys; the modules stay registered once, above.
+        manager_module = [self.manager] if self.manager is not None else []
         chain = TensorDictSequential(
-            *self._encoding_modules(), *self.memories.values(), *self.workers.values(), self.manager, self.selector
+            *self._encoding_modules(), *self.memories.values(), *self.workers.values(), *manager_module, self.selector
         )
         active_goal = keys.manager(group, keys.ACTIVE_GOAL)
         # Each worker's goal is written from the goal in force at the step, not read from the env.
@@ -245,6 +237,25 @@ class GroupPolicy(TensorDictModuleBase):
         if goal is not None:
             self.in_keys.append(keys.manager(group, keys.GOAL))
             self.out_keys += [active_goal, (keys.NEXT, *keys.manager(group, keys.GOAL))]
+
+    def _manager_module(self, manager: ManagerNetwork, modalities: list[str]) -> KeyedModule:
+        """The manager network with its keys: every modality's embedding (and the agent id, the critic-only inputs and
+        its memory state) in; its scores and value (and termination logits and option values, and successor state)
+        out."""
+        group = self.group
+        if (self.agent_identity is not None) != bool(manager.agent_id_size):
+            raise ValueError("an agent-id input needs a manager network built for it, and only then")
+        outputs = [keys.manager(group, keys.LOGITS), keys.manager(group, keys.STATE_VALUE)]
+        if self.rules.learned:
+            outputs += [keys.manager(group, keys.TERMINATION_LOGITS), keys.manager(group, keys.OPTION_VALUES)]
+        inputs = [keys.embedding(group, modality) for modality in modalities]
+        inputs += [keys.agent_id(group)] if self.agent_identity is not None else []
+        inputs += self.critic_inputs
+        if manager.memory is not None:
+            state = [keys.manager(group, leaf) for leaf in manager.memory.state_leaves]
+            inputs += [IS_INIT, *state]
+            outputs += [(keys.NEXT, *key) for key in state]
+        return KeyedModule(manager, in_keys=inputs, out_keys=outputs)
 
     def _memory_module(self, worker: WorkerSpec) -> KeyedModule:
         """The worker's recurrent core: its inputs and state in, what its heads read and its successor state out."""
@@ -260,7 +271,7 @@ class GroupPolicy(TensorDictModuleBase):
         """The recurrent cores' state leaves under the group (the workers', then the manager's): what learning keeps
         of each step to re-run them."""
         found = [(keys.WORKERS, name, leaf) for name, core in self.memories.items() for leaf in core.module.state_leaves]
-        manager = self.manager.module.memory
+        manager = self.manager.module.memory if self.manager is not None else None
         return found + ([(keys.MANAGER, leaf) for leaf in manager.state_leaves] if manager is not None else [])
 
     @property
@@ -288,14 +299,15 @@ class GroupPolicy(TensorDictModuleBase):
         return tensordict
 
     def evaluate(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Embeddings, every worker's logits and value, and the manager's outputs (no decision)."""
+        """Embeddings, every worker's logits and value, and the manager's outputs if it has one (no decision)."""
         self.evaluate_workers(tensordict)
-        return self.manager(tensordict)
+        return self.manager(tensordict) if self.manager is not None else tensordict
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Encode, let the manager decide (and brief), then the workers' heads and the action."""
         self.encode(tensordict)
-        self.manager(tensordict)
+        if self.manager is not None:
+            self.manager(tensordict)
         self.selector.decide(tensordict)
         if self.goal is not None:
             self._brief(tensordict)
@@ -388,9 +400,10 @@ class GroupPolicy(TensorDictModuleBase):
 
     def value_norms(self, level: str) -> dict[str, ValueNorm]:
         """The value normalisers of a level's heads (``"workers"``: by worker; ``"manager"``), where it has them."""
-        heads = {name: worker.module for name, worker in self.workers.items()} if level == keys.WORKERS else {
-            "manager": self.manager.module.heads
-        }
+        if level == keys.WORKERS:
+            heads = {name: worker.module for name, worker in self.workers.items()}
+        else:
+            heads = {"manager": self.manager.module.heads} if self.manager is not None else {}
         return {name: head.value_norm for name, head in heads.items() if head.value_norm is not None}
 
     def manager_model(self) -> LevelModel:

@@ -24,6 +24,9 @@ advances only on its own turns. The manager decides at an agent's first turn of 
 still 0) and where its option ends; an option's age counts the agent's turns; between turns the state
 is carried unchanged.
 
+A group of a single worker has no manager network: that worker is the option at every step, with
+log-probability 0, and the decision flags and the option's age are kept as for any group.
+
 Greedy evaluation (``ExplorationType.DETERMINISTIC`` or ``MODE``): the most likely worker, or the
 Dirichlet's mean; the most likely action (of the mixture); an option ends where ``beta > 1/2``.
 """
@@ -145,10 +148,15 @@ class OptionSelector(TensorDictModuleBase):
         self.actions = actions
         if control.shape != (len(self.workers), actions.count) or not control.any(0).all():
             raise ValueError(f"every action part needs a worker that controls it; got control {control.tolist()}")
+        if len(self.workers) == 1 and rules.learned:
+            raise ValueError("a single worker has no manager to learn when its option ends: use interval termination")
         self.register_buffer("control", control)
+        self.chooses = len(self.workers) > 1
+        """Whether the manager's scores choose the option (more than one worker)."""
         self.in_keys = [
             IS_INIT,
-            *(keys.manager(group, leaf) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS, keys.LOGITS)),
+            *(keys.manager(group, leaf) for leaf in (keys.OPTION, keys.AGE, keys.WEIGHTS)),
+            *([keys.manager(group, keys.LOGITS)] if self.chooses else []),
             *([keys.manager(group, keys.TERMINATION_LOGITS)] if rules.learned else []),
             *(key for name in self.workers for key in actions.worker_keys(name)),
             *([keys.acting(group)] if turn_based else []),
@@ -171,9 +179,12 @@ class OptionSelector(TensorDictModuleBase):
         return beta > 0.5 if greedy() else torch.bernoulli(beta).bool()
 
     def _choose(
-        self, decision: torch.Tensor, previous: torch.Tensor, previous_weights: torch.Tensor, scores: torch.Tensor
+        self, decision: torch.Tensor, previous: torch.Tensor, previous_weights: torch.Tensor, scores: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(option, weights, manager log-probability)`` after this step's decisions."""
+        """``(option, weights, manager log-probability)`` after this step's decisions (``scores``: ``None`` for a single
+        worker)."""
+        if scores is None:
+            return torch.zeros_like(previous), torch.ones_like(previous_weights), torch.zeros(previous.shape, device=previous.device)
         if self.rules.mode == "select":
             # The categorical of manager_distribution, drawn from its log-probabilities directly (no object per step).
             log_probs = scores.log_softmax(-1)
@@ -212,7 +223,7 @@ class OptionSelector(TensorDictModuleBase):
             decision,
             previous,
             tensordict.get(keys.manager(group, keys.WEIGHTS)),
-            tensordict.get(keys.manager(group, keys.LOGITS)),
+            tensordict.get(keys.manager(group, keys.LOGITS)) if self.chooses else None,
         )
         next_age = torch.where(decision, 1, age + 1)
         if acting is not None:

@@ -159,7 +159,8 @@ def _add_python_path(scenario: Scenario) -> None:
 def memory_states(scenario: Scenario) -> dict[tuple[str, ...], tuple[int, int]]:
     """Every recurrent core's state leaves under a group, with their ``(layers, size)``."""
     cores = {(keys.WORKERS, name): worker.memory for name, worker in scenario.workers.items() if worker.memory}
-    cores |= {(keys.MANAGER,): scenario.manager.memory} if scenario.manager.memory is not None else {}
+    if scenario.manager.memory is not None and len(scenario.workers) > 1:  # a single worker has no manager network
+        cores[(keys.MANAGER,)] = scenario.manager.memory
     return {
         (*path, leaf): (memory.layers, memory.hidden) for path, memory in cores.items() for leaf in STATE_LEAVES[memory.kind]
     }
@@ -250,9 +251,14 @@ def _allowed_actions(scenario: Scenario, env: EnvBase, worker_name: str, actions
 
 
 def option_rules(scenario: Scenario) -> OptionRules:
-    """The manager's mode and termination as the policy and learner read them."""
+    """The manager's mode and termination as the policy and learner read them.
+
+    A single worker has no manager network, so nothing learns when its option ends: learned termination becomes a
+    decision at every step (which only goals read, refreshed then)."""
     manager = scenario.manager
     termination = manager.termination
+    if isinstance(termination, LearnedTermination) and len(scenario.workers) == 1:
+        return OptionRules(mode=manager.mode, termination="interval", every=1)
     if isinstance(termination, LearnedTermination):
         return OptionRules(
             mode=manager.mode, termination="learned", switching_cost=termination.switching_cost, intra_option=manager.intra_option
@@ -292,34 +298,38 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
             allowed = _allowed_actions(scenario, env, name, actions.total) if isinstance(actions, DiscreteActions) else None
             core = _recurrent_core(worker.memory, size)
             workers.append(WorkerSpec(name, inputs, size, tuple(worker.hidden), allowed, critic, worker.parts, core))
-        manager = scenario.manager
-        fusion = build_fusion(
-            manager.fusion,
-            [keys.embedding(group, name) for name in scenario.modalities],
-            keys.embedding(group, keys.FUSED),
-            embedding_dim=64,
-            input_dims=[config.embedding_dim for config in scenario.modalities.values()],
-        ).module
-        rules = option_rules(scenario)
-        network = ManagerNetwork(
-            fusion,
-            fusion.output_dim,
-            len(workers),
-            manager.hidden,
-            option_critic=rules.learned,
-            agent_id_size=identity_size,
-            critic=manager_critic,
-            memory=_recurrent_core(manager.memory, fusion.output_dim + identity_size),
-        )
-        identity = AgentIdentity(group, agents) if identity_size else None
-        legal_actions, turn_based = _env_masks(scenario, env, group, actions)
         groups[group] = GroupPolicy(
-            group, encoders, shared_encoders, workers, network, actions, rules, identity, legal_actions, turn_based, goal,
-            critic_inputs,
+            group, encoders, shared_encoders, workers, _manager_network(scenario, group, identity_size, manager_critic),
+            actions, option_rules(scenario), AgentIdentity(group, agents) if identity_size else None,
+            *_env_masks(scenario, env, group, actions), goal, critic_inputs,
         )
     # On train.device from the start: the collector would otherwise act with a device copy while learning updates
     # the CPU original.
     return HierarchicalPolicy(groups).to(scenario.train.device)
+
+
+def _manager_network(scenario: Scenario, group: str, identity_size: int, critic: CriticView) -> ManagerNetwork | None:
+    """The group's manager network; ``None`` for a single worker, which leaves it nothing to choose."""
+    if len(scenario.workers) == 1:
+        return None
+    manager = scenario.manager
+    fusion = build_fusion(
+        manager.fusion,
+        [keys.embedding(group, name) for name in scenario.modalities],
+        keys.embedding(group, keys.FUSED),
+        embedding_dim=64,
+        input_dims=[config.embedding_dim for config in scenario.modalities.values()],
+    ).module
+    return ManagerNetwork(
+        fusion,
+        fusion.output_dim,
+        len(scenario.workers),
+        manager.hidden,
+        option_critic=option_rules(scenario).learned,
+        agent_id_size=identity_size,
+        critic=critic,
+        memory=_recurrent_core(manager.memory, fusion.output_dim + identity_size),
+    )
 
 
 def _encoder(scenario: Scenario, config: EncoderConfig, env: EnvBase, group: str, modality: str) -> TensorDictModuleBase:

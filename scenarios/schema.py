@@ -329,7 +329,11 @@ class Scenario(Section):
     workers: FrozenMapping(WorkerConfig) = Field(
         default_factory=dict, description="Workers by name; default: one worker per modality."
     )
-    manager: ManagerConfig = Field(default_factory=ManagerConfig, description="The manager.")
+    manager: ManagerConfig = Field(
+        default_factory=ManagerConfig,
+        description="The manager. With a single worker none is built (nothing to choose): its goals and termination "
+        "interval still apply.",
+    )
     multi_agent: MultiAgentConfig = Field(
         default_factory=MultiAgentConfig, description="Parameter sharing within a group: critics and agent id."
     )
