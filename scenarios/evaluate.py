@@ -14,7 +14,7 @@ from torchrl.envs.utils import ExplorationType
 from himo.envs import keys
 from himo.hierarchy.policy import HierarchicalPolicy
 from himo.scenarios.build import build_env, build_policy, side_env
-from himo.scenarios.checkpoint import seed_everything
+from himo.scenarios.checkpoint import CheckpointError, seed_everything
 from himo.scenarios.loader import load
 from himo.scenarios.metrics import episode_successes
 from himo.scenarios.run import SCENARIO_FILE
@@ -84,7 +84,11 @@ def evaluate(folder: Path, episodes: int, sample: bool = False) -> Evaluation:
     seed_everything(scenario.train.seed + EVALUATION_SEED_OFFSET)
     env = build_env(scenario, num_envs=episodes, seed=scenario.train.seed + EVALUATION_SEED_OFFSET)
     policy = build_policy(scenario, env)
-    policy.load_state_dict(checkpoint["policy"])
+    try:
+        policy.load_state_dict(checkpoint["policy"])
+    except (RuntimeError, KeyError) as error:
+        # e.g. a run saved by an older himo whose policy is built differently now
+        raise CheckpointError(f"{found.path}: its policy does not fit {folder / SCENARIO_FILE} as built now: {error}") from None
     torch.set_num_threads(scenario.train.threads)
     return run_episodes(scenario, env, policy, sample)
 

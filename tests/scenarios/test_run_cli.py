@@ -167,3 +167,17 @@ def test_resume_of_a_corrupt_checkpoint_is_a_clear_error_that_keeps_the_file(
     latest.unlink()
     assert main(["resume", str(folder), "--quiet"]) != 0
     assert f"{folder / 'checkpoints'}: no checkpoint there" in capsys.readouterr().err
+
+
+def test_eval_of_a_checkpoint_whose_policy_no_longer_fits_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = load("cartpole", ["train.frames=256", "train.frames_per_batch=256", f"log.dir={tmp_path}"])
+    folder = train(scenario, progress=False).folder
+    # A second worker: the policy built now has a manager network and worker the checkpoint lacks.
+    edited = load(folder / "scenario.yaml", ["workers={a: {modalities: [vector]}, b: {modalities: [vector]}}"])
+    (folder / "scenario.yaml").write_text(to_yaml(edited))
+    (latest,) = checkpoint_files(folder / "checkpoints")
+    assert main(["eval", str(folder), "--episodes", "2"]) != 0
+    error = capsys.readouterr().err
+    assert f"{latest}: its policy does not fit {folder / 'scenario.yaml'}" in error, error
