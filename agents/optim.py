@@ -114,7 +114,8 @@ class LevelOptimizer:
         # A policy has many small tensors, so a step is mostly per-tensor dispatch. The fused step (one kernel over all
         # of them) was about 3x faster than the multi-tensor one for a hierarchical policy's 42 tensors on one CPU
         # thread, and the multi-tensor step, for the optimisers without a fused one, 2x faster than a loop over them.
-        # Both are torch's defaults on GPUs only. An explicit `fused` or `foreach` option in `options` takes precedence.
+        # Torch defaults to the multi-tensor step on GPUs only and never to the fused one. An explicit `fused` or
+        # `foreach` option in `options` takes precedence; a resumed optimiser keeps the step its checkpoint saved.
         options = dict(options or {})
         if "fused" not in options and "foreach" not in options:
             options["fused" if optimizer in FUSED else "foreach"] = True

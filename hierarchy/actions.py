@@ -39,6 +39,12 @@ def categorical(logits: torch.Tensor) -> Categorical:
     return Categorical(logits=logits, validate_args=False)
 
 
+def normalised(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` as log-probabilities over the last dim, computed as ``Categorical`` normalises them, so what acting
+    stores equals bit for bit what learning's distributions give."""
+    return logits - logits.logsumexp(-1, keepdim=True)
+
+
 def sample_categorical(log_probs: torch.Tensor) -> torch.Tensor:
     """A draw ``[...]`` from the categorical of normalised ``log_probs [..., choices]``, as ``Categorical.sample`` draws
     it (one multinomial draw per row): acting draws without building a distribution object at every step.
@@ -282,7 +288,7 @@ class DiscreteActions:
         """Each part's log-probabilities ``[..., workers, size]`` under every worker's own policy (its masked logits,
         normalised per part)."""
         logits = torch.stack([tensordict.get(self.worker_keys(name)[0]) for name in workers], dim=-2)
-        return [part.log_softmax(-1) for part in self.split(logits)]
+        return [normalised(part) for part in self.split(logits)]
 
     def acting(
         self, tensordict: TensorDictBase, workers: Sequence[str], option: torch.Tensor, weights: torch.Tensor, mode: str, control: torch.Tensor
@@ -308,7 +314,7 @@ class DiscreteActions:
         table = self.log_prob_table(tensordict, workers)
         chosen = torch.stack(
             [
-                part.gather(-1, action[..., None, index : index + 1].expand(*part.shape[:-1], 1)).squeeze(-1)
+                part.gather(-1, action[..., None, index : index + 1].long().expand(*part.shape[:-1], 1)).squeeze(-1)
                 for index, part in enumerate(table)
             ],
             dim=-1,
@@ -363,7 +369,8 @@ class DiscreteActing:
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """The sum over the sampled parts of their log-probabilities."""
         log_probs = torch.stack(
-            [part.gather(-1, action[..., index : index + 1]).squeeze(-1) for index, part in enumerate(self.log_probs)], dim=-1
+            [part.gather(-1, action[..., index : index + 1].long()).squeeze(-1) for index, part in enumerate(self.log_probs)],
+            dim=-1,
         )
         return torch.where(self.sampled, log_probs, torch.zeros_like(log_probs)).sum(-1)
 

@@ -44,7 +44,7 @@ from torch.nn import functional
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from himo.envs import keys
-from himo.hierarchy.actions import ActionSpace, categorical, sample_categorical
+from himo.hierarchy.actions import ActionSpace, categorical, normalised, sample_categorical
 from himo.hierarchy.state import IS_INIT
 
 MODES = ("select", "weighted")
@@ -187,7 +187,7 @@ class OptionSelector(TensorDictModuleBase):
             return torch.zeros_like(previous), torch.ones_like(previous_weights), torch.zeros(previous.shape, device=previous.device)
         if self.rules.mode == "select":
             # The categorical of manager_distribution, drawn from its log-probabilities directly (no object per step).
-            log_probs = scores.log_softmax(-1)
+            log_probs = normalised(scores)
             choice = log_probs.argmax(-1) if greedy() else sample_categorical(log_probs)
             option = torch.where(decision, choice, previous)
             weights = functional.one_hot(option, len(self.workers)).to(scores.dtype)

@@ -136,7 +136,8 @@ class Trainer:
     def _mismatch(self, error: Exception) -> RunError:
         return RunError(
             f"{self.folder / SCENARIO_FILE} no longer matches the checkpoint it resumes "
-            f"(was the scenario edited beyond train.frames?): {error}"
+            f"(was the scenario edited beyond train.frames, or the run saved by a himo that built its policy "
+            f"differently?): {error}"
         )
 
     @property
