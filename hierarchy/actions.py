@@ -45,6 +45,13 @@ def normalised(logits: torch.Tensor) -> torch.Tensor:
     return logits - logits.logsumexp(-1, keepdim=True)
 
 
+def log_prob_of(log_probs: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """The log-probability ``[...]`` of ``choice`` (indices, broadcast against ``log_probs``' leading dims) under the
+    normalised ``log_probs [..., choices]``."""
+    index = choice.long().unsqueeze(-1).expand(*log_probs.shape[:-1], 1)
+    return log_probs.gather(-1, index).squeeze(-1)
+
+
 def sample_categorical(log_probs: torch.Tensor) -> torch.Tensor:
     """A draw ``[...]`` from the categorical of normalised ``log_probs [..., choices]``, as ``Categorical.sample`` draws
     it (one multinomial draw per row): acting draws without building a distribution object at every step.
@@ -265,13 +272,10 @@ class DiscreteActions:
             tensordict.set((self.group, keys.ACTION, name), action[..., index])
 
     def part_log_probs(self, logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Log-probability ``[..., parts]`` of each part of ``action`` under the categorical ``logits [..., total]``."""
+        """Log-probability ``[..., parts]`` of each part of ``action [..., parts]`` (broadcast against the logits'
+        leading dims) under the categorical ``logits [..., total]``."""
         return torch.stack(
-            [
-                part.log_softmax(-1).gather(-1, action[..., index : index + 1]).squeeze(-1)
-                for index, part in enumerate(self.split(logits))
-            ],
-            dim=-1,
+            [log_prob_of(normalised(part), action[..., index]) for index, part in enumerate(self.split(logits))], dim=-1
         )
 
     def control_mask(self, controlled: Sequence[str] | None) -> torch.Tensor:
@@ -284,18 +288,16 @@ class DiscreteActions:
             raise ValueError(f"unknown action part {unknown[0]!r}; parts are {known}")
         return torch.tensor([name in controlled for name in self.names], dtype=torch.bool)
 
-    def log_prob_table(self, tensordict: TensorDictBase, workers: Sequence[str]) -> list[torch.Tensor]:
-        """Each part's log-probabilities ``[..., workers, size]`` under every worker's own policy (its masked logits,
-        normalised per part)."""
-        logits = torch.stack([tensordict.get(self.worker_keys(name)[0]) for name in workers], dim=-2)
-        return [normalised(part) for part in self.split(logits)]
+    def stacked_logits(self, tensordict: TensorDictBase, workers: Sequence[str]) -> torch.Tensor:
+        """Every worker's (masked) logits, ``[..., workers, total]``."""
+        return torch.stack([tensordict.get(self.worker_keys(name)[0]) for name in workers], dim=-2)
 
     def acting(
         self, tensordict: TensorDictBase, workers: Sequence[str], option: torch.Tensor, weights: torch.Tensor, mode: str, control: torch.Tensor
     ) -> DiscreteActing:
         """Select: the active worker's parts it controls (the others default); weighted: per part, the mixture of
         the workers that control it, their weights renormalised (``log sum_k w_k p_k(a)``)."""
-        table = self.log_prob_table(tensordict, workers)
+        table = [normalised(part) for part in self.split(self.stacked_logits(tensordict, workers))]
         if mode == "select":
             parts = [part.gather(-2, option[..., None, None].expand(*option.shape, 1, part.shape[-1])).squeeze(-2) for part in table]
             return DiscreteActing(parts, control[option])
@@ -311,14 +313,7 @@ class DiscreteActions:
         self, tensordict: TensorDictBase, workers: Sequence[str], control: torch.Tensor, action: torch.Tensor
     ) -> torch.Tensor:
         """Every worker's log-probability ``[..., workers]`` of ``action``: the sum over the parts it controls."""
-        table = self.log_prob_table(tensordict, workers)
-        chosen = torch.stack(
-            [
-                part.gather(-1, action[..., None, index : index + 1].long().expand(*part.shape[:-1], 1)).squeeze(-1)
-                for index, part in enumerate(table)
-            ],
-            dim=-1,
-        )
+        chosen = self.part_log_probs(self.stacked_logits(tensordict, workers), action.unsqueeze(-2))
         return torch.where(control, chosen, torch.zeros_like(chosen)).sum(-1)
 
     def worker_policies(
@@ -368,10 +363,7 @@ class DiscreteActing:
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """The sum over the sampled parts of their log-probabilities."""
-        log_probs = torch.stack(
-            [part.gather(-1, action[..., index : index + 1].long()).squeeze(-1) for index, part in enumerate(self.log_probs)],
-            dim=-1,
-        )
+        log_probs = torch.stack([log_prob_of(part, action[..., index]) for index, part in enumerate(self.log_probs)], dim=-1)
         return torch.where(self.sampled, log_probs, torch.zeros_like(log_probs)).sum(-1)
 
     def _defaulted(self, drawn: torch.Tensor) -> torch.Tensor:

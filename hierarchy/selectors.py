@@ -44,7 +44,7 @@ from torch.nn import functional
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from himo.envs import keys
-from himo.hierarchy.actions import ActionSpace, categorical, normalised, sample_categorical
+from himo.hierarchy.actions import ActionSpace, categorical, log_prob_of, normalised, sample_categorical
 from himo.hierarchy.state import IS_INIT
 
 MODES = ("select", "weighted")
@@ -191,7 +191,7 @@ class OptionSelector(TensorDictModuleBase):
             choice = log_probs.argmax(-1) if greedy() else sample_categorical(log_probs)
             option = torch.where(decision, choice, previous)
             weights = functional.one_hot(option, len(self.workers)).to(scores.dtype)
-            return option, weights, log_probs.gather(-1, option.unsqueeze(-1)).squeeze(-1)
+            return option, weights, log_prob_of(log_probs, option)
         manager = manager_distribution(self.rules.mode, scores)
         choice = to_simplex(manager.mean if greedy() else manager.sample())
         weights = torch.where(decision.unsqueeze(-1), choice, previous_weights)

@@ -159,7 +159,7 @@ def _add_python_path(scenario: Scenario) -> None:
 def memory_states(scenario: Scenario) -> dict[tuple[str, ...], tuple[int, int]]:
     """Every recurrent core's state leaves under a group, with their ``(layers, size)``."""
     cores = {(keys.WORKERS, name): worker.memory for name, worker in scenario.workers.items() if worker.memory}
-    if scenario.manager.memory is not None and len(scenario.workers) > 1:  # a single worker has no manager network
+    if scenario.manager.memory is not None and scenario.has_manager:
         cores[(keys.MANAGER,)] = scenario.manager.memory
     return {
         (*path, leaf): (memory.layers, memory.hidden) for path, memory in cores.items() for leaf in STATE_LEAVES[memory.kind]
@@ -257,7 +257,7 @@ def option_rules(scenario: Scenario) -> OptionRules:
     decision at every step (which only goals read, refreshed then)."""
     manager = scenario.manager
     termination = manager.termination
-    if isinstance(termination, LearnedTermination) and len(scenario.workers) == 1:
+    if isinstance(termination, LearnedTermination) and not scenario.has_manager:
         return OptionRules(mode=manager.mode, termination="interval", every=1)
     if isinstance(termination, LearnedTermination):
         return OptionRules(
@@ -310,7 +310,7 @@ def build_policy(scenario: Scenario, env: EnvBase) -> HierarchicalPolicy:
 
 def _manager_network(scenario: Scenario, group: str, identity_size: int, critic: CriticView) -> ManagerNetwork | None:
     """The group's manager network; ``None`` for a single worker, which leaves it nothing to choose."""
-    if len(scenario.workers) == 1:
+    if not scenario.has_manager:
         return None
     manager = scenario.manager
     fusion = build_fusion(

@@ -383,7 +383,7 @@ class Scenario(Section):
     @model_validator(mode="after")
     def _algorithms_fit_together(self) -> Scenario:
         levels = {"workers": self.algorithm.workers}
-        if len(self.workers) > 1:  # a single worker leaves the manager nothing to learn
+        if self.has_manager:
             levels["manager"] = self.algorithm.manager
         trained = {level: config for level, config in levels.items() if not config.frozen}
         collections = {level: ALGORITHMS[config.name].collection for level, config in trained.items()}
@@ -420,7 +420,7 @@ class Scenario(Section):
     @model_validator(mode="after")
     def _algorithms_can_do_what_is_asked(self) -> Scenario:
         manager, workers = ALGORITHMS[self.algorithm.manager.name], ALGORITHMS[self.algorithm.workers.name]
-        if len(self.workers) > 1:
+        if self.has_manager:
             if self.manager.mode == "weighted" and not manager.weighted_manager:
                 raise FieldProblem(
                     ("algorithm", "manager", "name"),
@@ -465,7 +465,7 @@ class Scenario(Section):
     @model_validator(mode="after")
     def _memory_can_be_learned(self) -> Scenario:
         remembering = {("workers", name): worker.memory for name, worker in self.workers.items() if worker.memory}
-        if self.manager.memory is not None and len(self.workers) > 1:
+        if self.manager.memory is not None and self.has_manager:
             remembering[("manager",)] = self.manager.memory
         for path, memory in remembering.items():
             level = path[0]
@@ -491,6 +491,12 @@ class Scenario(Section):
                 f"(got {sorted(chunks, key=str)})",
             )
         return self
+
+    @property
+    def has_manager(self) -> bool:
+        """Whether a manager is built and learns: more than one worker to choose among (a single worker is a flat
+        agent, with no manager network)."""
+        return len(self.workers) > 1
 
     @property
     def steps_per_batch(self) -> int:
