@@ -59,7 +59,7 @@ WEIGHT_FLOOR = 1e-6
 
 @dataclass(frozen=True)
 class OptionRules:
-    """How a group's manager composes its workers and when its options end (``himo.scenarios.schema.ManagerConfig``).
+    """How a group's manager composes its workers and when its options end (``himo.scenarios.schema_levels.ManagerConfig``).
 
     Attributes:
         mode: ``select`` or ``weighted``.

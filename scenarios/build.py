@@ -27,7 +27,8 @@ from himo.hierarchy.actions import ActionSpace, DiscreteActions, action_space
 from himo.hierarchy.goals import GoalNetwork
 from himo.hierarchy.learner import GroupLearner
 from himo.hierarchy.memory import STATE_LEAVES, RecurrentCore
-from himo.hierarchy.policy import AgentIdentity, GroupPolicy, HierarchicalPolicy, ManagerNetwork, WorkerSpec
+from himo.hierarchy.networks import AgentIdentity, ManagerNetwork, WorkerSpec
+from himo.hierarchy.policy import GroupPolicy, HierarchicalPolicy
 from himo.hierarchy.selectors import OptionRules
 from himo.hierarchy.state import IS_INIT, option_state_spec
 from himo.modalities.base import EncoderConfig
@@ -37,7 +38,8 @@ from himo.modalities.vector import MlpEncoderConfig
 from himo.scenarios.checkpoint import CheckpointError
 from himo.scenarios.run_checkpoints import read_named_checkpoint
 from himo.scenarios.errors import Origin, Problem, ScenarioError, with_suggestion
-from himo.scenarios.schema import LearnedTermination, MemoryConfig, Scenario
+from himo.scenarios.schema import Scenario
+from himo.scenarios.schema_levels import LearnedTermination, MemoryConfig
 
 
 def _error(scenario: Scenario, path: tuple[str, ...], message: str) -> ScenarioError:
