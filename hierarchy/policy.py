@@ -134,7 +134,16 @@ class GroupPolicy(TensorDictModuleBase):
         self.worker_goals = [keys.worker(group, name, keys.GOAL) for name in self.worker_names]
         self.in_keys = [key for key in chain.in_keys if key != active_goal and key not in self.worker_goals]
         self.in_keys += [keys.action_mask(group)] if legal_actions else []
-        self.out_keys = list(chain.out_keys)
+        # What acting computes on the way to the action and learning recomputes from the observations: every
+        # embedding, each worker's action distribution (and recurrent features) and the manager's scores. Acting drops
+        # them before the collector stores the step, as every stored key costs in each env step, step_mdp and write of
+        # the rollout (5 such keys were 6 % of a hierarchical CartPole's collection at 8 envs).
+        self.acting_scratch = [(keys.EMBEDDING,)] if encoders or shared_encoders or agent_identity is not None else []
+        self.acting_scratch += [key[1:] for worker in workers for key in actions.worker_keys(worker.name)]
+        self.acting_scratch += [(keys.WORKERS, worker.name, keys.MEMORY) for worker in workers if worker.memory is not None]
+        self.acting_scratch += [(keys.MANAGER, keys.LOGITS)] if manager is not None else []
+        scratch = {(group, *key) for key in self.acting_scratch}
+        self.out_keys = [key for key in chain.out_keys if key not in scratch and key[:2] != (group, keys.EMBEDDING)]
         if goal is not None:
             self.in_keys.append(keys.manager(group, keys.GOAL))
             self.out_keys += [active_goal, (keys.NEXT, *keys.manager(group, keys.GOAL))]
@@ -205,7 +214,8 @@ class GroupPolicy(TensorDictModuleBase):
         return self.manager(tensordict) if self.manager is not None else tensordict
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Encode, let the manager decide (and brief), then the workers' heads and the action."""
+        """Encode, let the manager decide (and brief), then the workers' heads and the action; what learning recomputes
+        (``acting_scratch``: embeddings, the workers' action distributions, the manager's scores) is not kept."""
         self.encode(tensordict)
         if self.manager is not None:
             self.manager(tensordict)
@@ -213,7 +223,11 @@ class GroupPolicy(TensorDictModuleBase):
         if self.goal is not None:
             self._brief(tensordict)
         self._run_workers(tensordict)
-        return self.selector.act(tensordict)
+        self.selector.act(tensordict)
+        own = tensordict.get(self.group)
+        for key in self.acting_scratch:
+            own.del_(key)
+        return tensordict
 
     def goals(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The goals ``[..., workers, size]`` each agent's decision would set from the embeddings in ``tensordict``

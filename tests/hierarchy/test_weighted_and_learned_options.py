@@ -57,6 +57,9 @@ def collect(
     )
     data = torch.cat([batch.clone() for batch in collector], dim=1)
     collector.shutdown()
+    # Acting does not keep the logits it drew from; the same parameters give them again from the observations.
+    with torch.no_grad():
+        policy.groups[group].evaluate(data)
     return data, group, policy
 
 

@@ -31,6 +31,9 @@ def collect(overrides: list[str], frames: int = 512) -> tuple[TensorDictBase, Di
     collector = Collector(env, policy, frames_per_batch=frames, total_frames=frames, auto_register_policy_transforms=False)
     batch = next(iter(collector))
     collector.shutdown()
+    # Acting does not keep the logits it drew from; the same parameters give them again from the observations.
+    with torch.no_grad():
+        policy.groups[GROUP].evaluate(batch)
     return batch, policy.groups[GROUP].actions
 
 

@@ -34,6 +34,8 @@ def test_encoder_named_in_a_scenario_runs_in_a_collector(encoder: str) -> None:
     collector = Collector(env, policy, frames_per_batch=8, total_frames=8, auto_register_policy_transforms=False)
     batch = next(iter(collector))
     collector.shutdown()
-    embedding = batch.get(keys.embedding(group, "probe"))
+    assert keys.EMBEDDING not in batch.get(group).keys(), "acting keeps no embedding in the batch"
+    with torch.no_grad():
+        embedding = policy.groups[group].encode(batch).get(keys.embedding(group, "probe"))
     assert embedding.shape == (2, 4, agents, 8)
     assert torch.isfinite(embedding).all()
