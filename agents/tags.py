@@ -18,7 +18,11 @@ TERMINATION_PROBABILITY = "manager/termination_probability"
 """Learned termination: mean ``beta_o(s_t)`` over the steps that feed the termination gradient."""
 TERMINATION_ADVANTAGE = "manager/termination_advantage"
 """Learned termination: mean ``A(s_t, o)`` (option value over the manager's baseline) on those steps."""
+TIME = "time/"
+"""The prefix of the wall-clock tags: the only ones a resumed run does not share with the uninterrupted run."""
 FPS = "time/fps"
+COLLECT_SECONDS = "time/collect"
+"""Seconds this process waited for the batch: collecting it, where the collector steps its envs in this process."""
 EVAL_RETURN = "return"
 EVAL_SUCCESS_RATE = "success_rate"
 EVAL_LENGTH = "length"
@@ -68,6 +72,12 @@ def entropy(level: str) -> str:
 def level_metric(name: str, level: str) -> str:
     """A per-level diagnostic: ``grad_norm``, ``lr``, ``kl``, ``clip_fraction``, ``entropy``, ``skipped_updates``."""
     return f"{name}/{level}"
+
+
+def learn_seconds(level: str) -> str:
+    """Seconds a level's update of the batch took (the workers' includes the successor values both levels bootstrap
+    from)."""
+    return f"time/learn/{level}"
 
 
 def evaluation(metric: str, sampled: bool) -> str:

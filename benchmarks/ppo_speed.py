@@ -70,7 +70,7 @@ def train_himo(settings: PPOSettings, hierarchical: bool) -> dict:
         run = train(scenario, progress=False)
     last = [value for _, value in run.returns[-3:]]
     return {"frames": run.frames, "fps": run.fps, "final_return": sum(last) / max(len(last), 1),
-            "parameters": parameters}
+            "parameters": parameters, "seconds": run.seconds}
 
 
 def run_one(spec: dict) -> dict:
@@ -93,6 +93,17 @@ def run_one(spec: dict) -> dict:
         result = train_himo(settings, hierarchical=spec["contender"] == "himo-hierarchical")
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {**spec, **result, "peak_rss_mib": peak_rss_mib}
+
+
+def time_shares(done: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Per himo contender: the median share of its runs' wall-clock time spent in each phase (collection, each level's
+    learning; ``TrainResult.seconds``), which says what dominates what is left."""
+    shares = {}
+    for name, runs in done.items():
+        if runs and "seconds" in runs[0]:
+            phases = [phase for phase in runs[0]["seconds"] if phase != "run"]
+            shares[name] = {phase: statistics.median(run["seconds"][phase] / run["seconds"]["run"] for run in runs) for phase in phases}
+    return shares
 
 
 def ratios_and_goals(medians: dict[str, float], envs: int) -> tuple[dict[str, float], dict[str, bool]]:
@@ -145,12 +156,15 @@ def main() -> None:
         memory = {name: statistics.median(run["peak_rss_mib"] for run in group) for name, group in done.items() if group}
         print(f"median frames per second, {envs} envs: " + ", ".join(f"{name} {fps:.0f}" for name, fps in medians.items()))
         print(f"median peak RSS MiB, {envs} envs: " + ", ".join(f"{name} {mib:.0f}" for name, mib in memory.items()))
+        shares = time_shares(done)
+        for name, phases in shares.items():
+            print(f"median time shares of {name}, {envs} envs: " + ", ".join(f"{phase} {share:.0%}" for phase, share in phases.items()))
         ratios, met = ratios_and_goals(medians, envs)
         for label, ratio in ratios.items():
             least = next(value for (goal, only), value in GOALS.items() if goal == label and only in (None, envs))
             print(f"{label:32s} {ratio:5.2f}  (goal >= {least}: {'met' if met[label] else 'NOT met'})")
         sizes[str(envs)] = {"settings": settings.as_dict(), "median_fps": medians, "median_peak_rss_mib": memory,
-                            "ratios": ratios, "goals_met": met}
+                            "ratios": ratios, "goals_met": met, "time_shares": shares}
     print("RESULT " + json.dumps({"benchmark": "ppo_speed", "envs": sizes}))
 
 

@@ -34,6 +34,7 @@ reward, discount ``gamma^k`` and the state at the option's last step as successo
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -41,6 +42,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
+from himo.agents import tags
 from himo.agents.base import HeadOutputs, LevelProblem, ReplayProblem, SoftHeadOutputs
 from himo.agents.declaration import Collection, Targets
 from himo.agents.registry import ALGORITHMS, collections_of
@@ -123,6 +125,7 @@ class GroupLearner:
     def update(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         """One round of learning on both levels; returns metrics keyed by their TensorBoard tags."""
         targets = [self.worker_targets] + ([self.manager_targets] if self.manager is not None else [])
+        started = time.perf_counter()
         successor = current = None
         with torch.no_grad():
             if any(target is not Targets.REPLAY for target in targets):  # on-policy targets bootstrap from it
@@ -135,11 +138,14 @@ class GroupLearner:
             metrics = self._replay_workers(batch, frames)
         else:
             metrics = self._update_workers(batch, successor, frames)
+        metrics[tags.learn_seconds("workers")] = time.perf_counter() - started
         if self.manager is not None:
+            started = time.perf_counter()
             if self.manager_targets is Targets.REPLAY:
                 metrics |= self.manager_level.replay(batch, frames)
             else:
                 metrics |= self.manager_level.update(batch, successor, current, frames)
+            metrics[tags.learn_seconds("manager")] = time.perf_counter() - started
         if not self.worker_settings.frozen:
             # After learning: this batch was collected, and is learned from, with the statistics as they were.
             for key, norm in self.policy.input_norms().items():

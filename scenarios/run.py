@@ -11,6 +11,7 @@ random generators, collector, carried TensorDict and env state), so a resumed ru
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,10 @@ class TrainResult:
     successes are counted with ``env.success_above``, else the env's own success signal (else None)."""
     fps: float = 0.0
     """Env frames per second of this process's part of the run (collection and learning)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds of this process's part of the run: ``"run"`` in all, and the sum over its batches of each
+    ``time/`` tag but the speed (``"collect"``, ``"learn/workers"``, ``"learn/manager"``; with several groups, each
+    group's learning under ``"<group>/learn/<level>"``)."""
 
     def summary(self) -> str:
         """Start and end of the learning curve, and where to look."""
@@ -75,6 +80,9 @@ class TrainResult:
             window = max(1, len(counted) // 10)
             first, last = (sum(s for _, s in part) / sum(e for e, _ in part) for part in (counted[:window], counted[-window:]))
             lines.append(f"success rate: {first:.1%} at the start -> {last:.1%} at the end (episodes of {window} batches)")
+        if self.seconds.get("run"):
+            shares = ", ".join(f"{name} {value / self.seconds['run']:.0%}" for name, value in self.seconds.items() if name != "run")
+            lines.append(f"time: {self.seconds['run']:.1f} s" + (f" ({shares})" if shares else ""))
         lines.append(f"TensorBoard: tensorboard --logdir {self.folder.parent}")
         return "\n".join(lines)
 
@@ -127,6 +135,8 @@ class Trainer:
         # Newer files the resume could not read: set aside at the first save, which outranks them.
         self._unreadable: Sequence[Path] = resumed.skipped_paths if resumed else ()
         self._clock = (datetime.now(), self.frames)  # when and at which frames this process's part of the run began
+        self._seconds: dict[str, float] = {}  # each time/ tag's sum over this process's batches (TrainResult.seconds)
+        self._collect_seconds: float | None = None  # how long the batch being learned from took to arrive
         # TensorBoard drops what a resumed run logged past its checkpoint, i.e. steps above its frames: the
         # checkpoint's own batch was logged before it was saved, so it stays (purge_step = frames would drop it).
         self.writer = SummaryWriter(str(folder), purge_step=self.frames + 1 if checkpoint else None)
@@ -186,11 +196,14 @@ class Trainer:
             with InterruptGuard() as guard:
                 learning = False
                 try:
+                    waiting = time.perf_counter()
                     for batch in collector:
                         learning = True
+                        self._collect_seconds = time.perf_counter() - waiting
                         with guard.deferred():
                             self._learn(batch, collector, target, bar)
                         learning = False
+                        waiting = time.perf_counter()
                         if self.frames >= target:
                             break
                         if guard.requested:  # Ctrl-C came during the update: stop now that it is done
@@ -212,8 +225,7 @@ class Trainer:
             bar.close()
             collector.shutdown()
             self.writer.close()
-        seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
-        return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds)
+        return self._result()
 
     def _run_actor_learners(self, target: int, progress: bool) -> TrainResult:
         """A3C: actor-learner processes update the shared policy (``himo.scenarios.asynchronous``); this process logs,
@@ -251,8 +263,15 @@ class Trainer:
             bar.close()
             self.writer.close()
         self.save()
+        return self._result()
+
+    def _result(self) -> TrainResult:
+        """The run's curves, and its speed and time of this process's part of it."""
         seconds = max((datetime.now() - self._clock[0]).total_seconds(), 1e-9)
-        return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds)
+        # Collection first, then each level's learning in the order the learners report it.
+        ordered = sorted(self._seconds.items(), key=lambda item: item[0] != tags.COLLECT_SECONDS)
+        spent = {"run": seconds, **{tag.replace(tags.TIME, ""): value for tag, value in ordered}}
+        return TrainResult(self.folder, self.frames, self.returns, self.episodes, (self.frames - self._clock[1]) / seconds, spent)
 
     def _local(self, collector: BaseCollector | None) -> Collector | None:
         """The collector whose envs run in this process (whose state a checkpoint holds), if any."""
@@ -300,6 +319,8 @@ class Trainer:
         if isinstance(collector, MultiAsyncCollector):
             collector.update_policy_weights_()  # the actors' next batches come from the updated policy
         # (Ray collectors push the weights themselves when their iteration resumes: himo.scenarios.ray_collection.)
+        if self._collect_seconds is not None:
+            metrics[tags.COLLECT_SECONDS] = self._collect_seconds
         started, start_frames = self._clock
         metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - started).total_seconds(), 1e-9)
         self._log(metrics, groups)
@@ -348,6 +369,8 @@ class Trainer:
     def _log(self, metrics: dict[str, float], groups: list[str]) -> None:
         for name, value in metrics.items():
             self.writer.add_scalar(name, value, self.frames)
+            if tags.TIME in name and name != tags.FPS:
+                self._seconds[name] = self._seconds.get(name, 0.0) + value
         team = [metrics.get(tags.in_group(group, tags.EPISODE_RETURN, len(groups))) for group in groups]
         if all(value is not None for value in team):
             self.returns.append((self.frames, sum(team) / len(team)))

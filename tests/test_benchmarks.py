@@ -127,6 +127,15 @@ def test_speed_goals_apply_to_their_number_of_envs_and_to_contenders_that_ran() 
     assert ratios_and_goals({"himo-flat": 1.0}, envs=8) == ({}, {})
 
 
+def test_time_shares_are_each_himo_contenders_median_share_of_its_runs() -> None:
+    from ppo_speed import time_shares
+
+    runs = [{"seconds": {"run": run, "collect": collect, "learn/workers": run - collect}} for run, collect in
+            ((10.0, 6.0), (20.0, 10.0), (10.0, 7.0))]
+    shares = time_shares({"himo-flat": runs, "sb3": [{"fps": 1.0}], "torchrl": []})
+    assert shares == {"himo-flat": {"collect": 0.6, "learn/workers": 0.4}}
+
+
 def test_device_check_trains_the_built_in_world_and_refuses_a_missing_device(capsys) -> None:
     import pytest
     import torch

@@ -55,7 +55,7 @@ def test_a_few_batches_run_with_every_tag_finite(name: str, mode: str, tmp_path:
             assert all(sum(batch) == pytest.approx(1.0, abs=1e-5) for batch in zip(*shares))
             assert all(0 < share < 1 for worker in shares for share in worker)
     else:  # two groups of one worker each: every tag is per group, and the manager has nothing to learn
-        shared = {tags.FPS, tags.EPISODE_LENGTH, tags.EPISODE_COUNT}
+        shared = {tags.FPS, tags.COLLECT_SECONDS, tags.EPISODE_LENGTH, tags.EPISODE_COUNT}
         assert all(tag.split("/")[0] in ("speaker", "listener") for tag in logged.keys() - shared)
         assert not any("loss/manager" in tag for tag in logged)
         for group in ("speaker", "listener"):

@@ -36,13 +36,13 @@ def beacon(log_dir: Path, overrides: tuple[str, ...] = ()) -> Scenario:
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every TensorBoard scalar curve of a run but the speed, which no two runs share."""
+    """Every TensorBoard scalar curve of a run but the wall-clock ones (speed and seconds), which no two runs share."""
     events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     events.Reload()
     return {
         tag: [(point.step, point.value) for point in events.Scalars(tag)]
         for tag in events.Tags()["scalars"]
-        if tag != tags.FPS
+        if not tag.startswith(tags.TIME)
     }
 
 

@@ -52,6 +52,8 @@ def beacon_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str
     (folder,) = log_dir.iterdir()
     assert f"run folder: {folder}" in result.stdout
     assert f"frames: {FRAMES}" in result.stdout
+    # Where the run's time went: collection and each level's learning, as shares of the whole.
+    assert re.search(r"^time: [\d.]+ s \(collect \d+%, learn/workers \d+%, learn/manager \d+%\)$", result.stdout, re.MULTILINE), result.stdout
     return folder, assignments
 
 
@@ -73,6 +75,8 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         tags.OPTION_LENGTH,
         tags.entropy("manager"),
         tags.FPS,
+        tags.COLLECT_SECONDS,
+        *(tags.learn_seconds(level) for level in ("workers", "manager")),
         *(tags.reward_channel(worker) for worker in WORKERS),
         *(tags.option_frequency(worker) for worker in WORKERS),
         *(tags.loss(level, term) for level in ("workers", "manager") for term in ("objective", "critic", "entropy")),
@@ -81,6 +85,7 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
     # The literal tag names the docs list (docs/getting-started.md), so a rename in the tags module cannot pass unnoticed.
     assert {"reward/env", "reward/channel/audio", "manager/option_frequency/text", "loss/manager/critic"} <= expected
     assert {"grad_norm/workers", "lr/manager", "kl/workers", "time/fps", "manager/entropy"} <= expected
+    assert {"time/collect", "time/learn/workers", "time/learn/manager"} <= expected
     missing = expected - scalars
     assert not missing, f"missing tags {sorted(missing)}; written: {sorted(scalars)}"
 
@@ -93,6 +98,8 @@ def test_train_writes_every_designed_tag_on_an_env_frames_axis(beacon_run) -> No
         assert all(math.isfinite(point.value) for point in points), f"{tag}: {[point.value for point in points]}"
     for tag in (tags.REWARD_ENV, tags.level_metric("lr", "workers"), tags.loss("manager", "objective"), tags.FPS):
         assert [point.step for point in events.Scalars(tag)] == batch_steps, tag
+    for tag in (tags.COLLECT_SECONDS, tags.learn_seconds("workers"), tags.learn_seconds("manager")):
+        assert all(point.value > 0 for point in events.Scalars(tag)), tag
 
     # Option frequencies are shares of the manager's decisions; the linear schedule decays the lr over frames.
     for index in range(len(batch_steps)):

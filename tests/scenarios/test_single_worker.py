@@ -57,7 +57,11 @@ def test_learned_termination_with_a_single_worker_decides_at_every_step(tmp_path
     assert batch.get(keys.manager(GROUP, keys.DECISION)).all()
     scenario = load("cartpole", ["manager.termination={kind: learned}", "train.frames=128", "train.frames_per_batch=64",
                                  "env.num_envs=2", f"log.dir={tmp_path}"])
-    assert train(scenario, progress=False).frames == 128
+    result = train(scenario, progress=False)
+    assert result.frames == 128
+    # A flat agent's time: collection and the workers' learning, no manager's; together at most the whole run.
+    assert set(result.seconds) == {"run", "collect", "learn/workers"}
+    assert 0 < result.seconds["collect"] + result.seconds["learn/workers"] <= result.seconds["run"]
 
 
 def test_a_selector_of_one_worker_refuses_learned_termination() -> None:
