@@ -21,7 +21,7 @@ TERMINATION_ADVANTAGE = "manager/termination_advantage"
 TIME = "time/"
 """The prefix of the wall-clock tags: the only ones a resumed run does not share with the uninterrupted run."""
 FPS = "time/fps"
-COLLECT_SECONDS = "time/collect"
+COLLECT_SECONDS = f"{TIME}collect"
 """Seconds this process waited for the batch: collecting it, where the collector steps its envs in this process."""
 EVAL_RETURN = "return"
 EVAL_SUCCESS_RATE = "success_rate"
@@ -77,7 +77,7 @@ def level_metric(name: str, level: str) -> str:
 def learn_seconds(level: str) -> str:
     """Seconds a level's update of the batch took (the workers' includes the successor values both levels bootstrap
     from)."""
-    return f"time/learn/{level}"
+    return f"{TIME}learn/{level}"
 
 
 def evaluation(metric: str, sampled: bool) -> str:

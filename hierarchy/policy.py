@@ -137,13 +137,13 @@ class GroupPolicy(TensorDictModuleBase):
         # What acting computes on the way to the action and learning recomputes from the observations: every
         # embedding, each worker's action distribution (and recurrent features) and the manager's scores. Acting drops
         # them before the collector stores the step, as every stored key costs in each env step, step_mdp and write of
-        # the rollout (5 such keys were 6 % of a hierarchical CartPole's collection at 8 envs).
+        # the rollout (collection alone 1.03-1.04x without them: docs/benchmarks.md).
         self.acting_scratch = [(keys.EMBEDDING,)] if encoders or shared_encoders or agent_identity is not None else []
         self.acting_scratch += [key[1:] for worker in workers for key in actions.worker_keys(worker.name)]
         self.acting_scratch += [(keys.WORKERS, worker.name, keys.MEMORY) for worker in workers if worker.memory is not None]
         self.acting_scratch += [(keys.MANAGER, keys.LOGITS)] if manager is not None else []
-        scratch = {(group, *key) for key in self.acting_scratch}
-        self.out_keys = [key for key in chain.out_keys if key not in scratch and key[:2] != (group, keys.EMBEDDING)]
+        scratch = [(group, *key) for key in self.acting_scratch]
+        self.out_keys = [key for key in chain.out_keys if not any(key[: len(drop)] == drop for drop in scratch)]
         if goal is not None:
             self.in_keys.append(keys.manager(group, keys.GOAL))
             self.out_keys += [active_goal, (keys.NEXT, *keys.manager(group, keys.GOAL))]

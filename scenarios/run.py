@@ -136,7 +136,6 @@ class Trainer:
         self._unreadable: Sequence[Path] = resumed.skipped_paths if resumed else ()
         self._clock = (datetime.now(), self.frames)  # when and at which frames this process's part of the run began
         self._seconds: dict[str, float] = {}  # each time/ tag's sum over this process's batches (TrainResult.seconds)
-        self._collect_seconds: float | None = None  # how long the batch being learned from took to arrive
         # TensorBoard drops what a resumed run logged past its checkpoint, i.e. steps above its frames: the
         # checkpoint's own batch was logged before it was saved, so it stays (purge_step = frames would drop it).
         self.writer = SummaryWriter(str(folder), purge_step=self.frames + 1 if checkpoint else None)
@@ -199,9 +198,9 @@ class Trainer:
                     waiting = time.perf_counter()
                     for batch in collector:
                         learning = True
-                        self._collect_seconds = time.perf_counter() - waiting
+                        collect_seconds = time.perf_counter() - waiting
                         with guard.deferred():
-                            self._learn(batch, collector, target, bar)
+                            self._learn(batch, collector, target, bar, collect_seconds)
                         learning = False
                         waiting = time.perf_counter()
                         if self.frames >= target:
@@ -307,8 +306,8 @@ class Trainer:
             tqdm.write(f"resuming at {self.frames} frames: {note}", file=sys.stderr)
         self._resume_point = capture_resume_point(self._local(collector), self.env)
 
-    def _learn(self, batch: TensorDictBase, collector: BaseCollector, target: int, bar: tqdm) -> None:
-        """Learn from one batch, log it and checkpoint when due."""
+    def _learn(self, batch: TensorDictBase, collector: BaseCollector, target: int, bar: tqdm, collect_seconds: float) -> None:
+        """Learn from one batch (which took ``collect_seconds`` to arrive), log it and checkpoint when due."""
         scenario = self.scenario
         groups, workers = list(self.policy.groups), list(scenario.workers)
         self.frames += batch.numel()
@@ -319,8 +318,7 @@ class Trainer:
         if isinstance(collector, MultiAsyncCollector):
             collector.update_policy_weights_()  # the actors' next batches come from the updated policy
         # (Ray collectors push the weights themselves when their iteration resumes: himo.scenarios.ray_collection.)
-        if self._collect_seconds is not None:
-            metrics[tags.COLLECT_SECONDS] = self._collect_seconds
+        metrics[tags.COLLECT_SECONDS] = collect_seconds
         started, start_frames = self._clock
         metrics[tags.FPS] = (self.frames - start_frames) / max((datetime.now() - started).total_seconds(), 1e-9)
         self._log(metrics, groups)
