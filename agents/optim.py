@@ -56,15 +56,16 @@ def count_parameters(*sources: nn.Module | Iterable[nn.Parameter], trainable_onl
     return sum(parameter.numel() for parameter in select_parameters(*sources, trainable_only=trainable_only))
 
 
-def scheduled_lr(schedule: str, base_lr: float, frames: int, total_frames: int) -> float:
-    """The learning rate after ``frames`` env frames: constant, or linear/cosine decay to 0 at ``total_frames``."""
+def scheduled_lr(schedule: str, base_lr: float, frames: int, total_frames: int, final_lr: float = 0.0) -> float:
+    """The learning rate after ``frames`` env frames: constant, or linear/cosine decay from ``base_lr`` to
+    ``final_lr`` at ``total_frames``."""
     progress = min(max(frames / total_frames, 0.0), 1.0)
     if schedule == "constant":
         return base_lr
     if schedule == "linear":
-        return base_lr * (1.0 - progress)
+        return final_lr + (base_lr - final_lr) * (1.0 - progress)
     if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return final_lr + (base_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"unknown lr_schedule {schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
 
 
@@ -83,6 +84,7 @@ class LevelOptimizer:
         optimizer: str = "adam",
         lr: float = 3e-4,
         lr_schedule: str = "constant",
+        lr_final: float = 0.0,
         total_frames: int = 1,
         max_grad_norm: float | None = None,
         frozen: bool = False,
@@ -97,7 +99,10 @@ class LevelOptimizer:
             raise ValueError(f"{name}: unknown lr_schedule {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
         if total_frames < 1 or lr <= 0 or (max_grad_norm is not None and max_grad_norm <= 0):
             raise ValueError(f"{name}: total_frames, lr and max_grad_norm must be positive")
+        if not 0.0 <= lr_final <= lr:
+            raise ValueError(f"{name}: lr_final must be between 0 and lr ({lr:g}), got {lr_final:g}")
         self.name, self.base_lr, self.lr_schedule, self.total_frames = name, lr, lr_schedule, total_frames
+        self.final_lr = lr_final
         self.max_grad_norm, self.frozen, self.max_consecutive_skips = max_grad_norm, frozen, max_consecutive_skips
         self.consecutive_skips, self.frames = 0, 0
         self.parts = {part: list(members) for part, members in (parts or {}).items()}
@@ -131,6 +136,7 @@ class LevelOptimizer:
             optimizer=settings.optimizer,
             lr=settings.lr,
             lr_schedule=settings.lr_schedule,
+            lr_final=settings.lr_final,
             max_grad_norm=settings.max_grad_norm,
             frozen=settings.frozen,
             total_frames=total_frames,
@@ -140,7 +146,9 @@ class LevelOptimizer:
     @property
     def lr(self) -> float:
         """The learning rate at the last frames count seen (0 when frozen)."""
-        return 0.0 if self.frozen else scheduled_lr(self.lr_schedule, self.base_lr, self.frames, self.total_frames)
+        return 0.0 if self.frozen else scheduled_lr(
+            self.lr_schedule, self.base_lr, self.frames, self.total_frames, self.final_lr
+        )
 
     def step(self, loss: torch.Tensor, frames: int) -> StepReport:
         """Zero grads, backpropagate ``loss``, clip, and update at the lr of ``frames``; skip if not finite."""

@@ -118,7 +118,7 @@ class SAC:
         self.optimizer = LevelOptimizer.from_settings(model.actor, settings, total_frames, name=f"{name} actor")
         self.temperature_optimizer = LevelOptimizer(
             self.log_temperature.parameters(), lr=settings.lr, lr_schedule=settings.lr_schedule,
-            total_frames=total_frames, frozen=settings.frozen, name=f"{name} temperature",
+            lr_final=settings.lr_final, total_frames=total_frames, frozen=settings.frozen, name=f"{name} temperature",
         )
         self.buffer = ReplayBuffer(storage=LazyTensorStorage(settings.buffer_size), batch_size=settings.minibatch_size)
 

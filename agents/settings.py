@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def epochs_field(default: int) -> Any:
@@ -44,13 +44,22 @@ class LevelAlgorithmConfig(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimiser of this level.")
     lr: float = Field(3e-4, gt=0.0, le=1.0, description="Learning rate.")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
-        "constant", description="Learning-rate schedule over the run's frames."
+        "constant", description="Learning-rate schedule over the run's frames: linear or cosine go from lr to lr_final."
+    )
+    lr_final: float = Field(
+        0.0, ge=0.0, description="linear and cosine schedules: the learning rate at the end of the run (at most lr)."
     )
     max_grad_norm: float | None = Field(0.5, gt=0.0, description="Gradient clipping by global norm; null: none.")
     frozen: bool = Field(False, description="Keep this level's parameters fixed.")
     checkpoint: str | None = Field(
         None, description="Checkpoint file, or run folder (its newest readable checkpoint), to load this level's parameters from."
     )
+
+    @model_validator(mode="after")
+    def _final_lr_at_most_lr(self) -> LevelAlgorithmConfig:
+        if self.lr_final > self.lr:
+            raise ValueError(f"lr_final ({self.lr_final:g}) must not exceed lr ({self.lr:g}): the schedules decay")
+        return self
 
 
 class PolicyGradientConfig(LevelAlgorithmConfig):

@@ -15,6 +15,7 @@ from himo.agents.optim import (
     scheduled_lr,
     select_parameters,
 )
+from himo.agents.ppo import PPOConfig
 
 
 def quadratic(parameter: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,22 @@ def test_schedules_follow_frames(schedule: str, expected: tuple[float, float, fl
     assert scheduled_lr("linear", 1.0, 5000, 1000) == 0.0  # past the end it stays at 0
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedules_decay_to_their_final_rate(schedule: str) -> None:
+    parameter = nn.Parameter(torch.zeros(1))
+    optimizer = LevelOptimizer([parameter], lr=0.2, lr_schedule=schedule, lr_final=0.05, total_frames=1000)
+    rates = [optimizer.step(quadratic(parameter), frames=frames).lr for frames in (0, 500, 1000, 4000)]
+    assert rates == pytest.approx([0.2, 0.125, 0.05, 0.05])  # halfway is the mean for both shapes; past the end it holds
+    assert scheduled_lr(schedule, 1.0, 0, 1000, final_lr=1.0) == scheduled_lr(schedule, 1.0, 1000, 1000, final_lr=1.0) == 1.0
+
+
+def test_final_rate_above_the_rate_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"lr_final must be between 0 and lr \(0.1\), got 0.2"):
+        LevelOptimizer([nn.Parameter(torch.zeros(1))], lr=0.1, lr_schedule="linear", lr_final=0.2)
+    with pytest.raises(ValueError, match=r"lr_final \(0.2\) must not exceed lr \(0.1\)"):
+        PPOConfig(lr=0.1, lr_final=0.2)
+
+
 def test_clipped_step_matches_manual_computation() -> None:
     parameter = nn.Parameter(torch.tensor([1.0, -2.0]))
     direction = torch.tensor([3.0, 4.0])  # gradient of (parameter * direction).sum(), norm 5
@@ -132,9 +149,7 @@ def test_select_and_count_parameters_deduplicate_shared_modules() -> None:
 
 
 def test_from_settings_reads_a_scenario_level() -> None:
-    from himo.agents.ppo import PPOConfig as LevelAlgorithmConfig
-
-    settings = LevelAlgorithmConfig(optimizer="rmsprop", lr=0.01, lr_schedule="linear", max_grad_norm=None)
+    settings = PPOConfig(optimizer="rmsprop", lr=0.01, lr_schedule="linear", max_grad_norm=None)
     parameter = nn.Parameter(torch.zeros(2))
     optimizer = LevelOptimizer.from_settings([parameter], settings, total_frames=100, name="workers")
     assert isinstance(optimizer.optimizer, torch.optim.RMSprop) and optimizer.max_grad_norm is None

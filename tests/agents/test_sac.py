@@ -21,6 +21,7 @@ class Settings:
     optimizer: str = "adam"
     lr: float = 3e-3
     lr_schedule: str = "constant"
+    lr_final: float = 0.0
     max_grad_norm: float | None = None
     frozen: bool = False
     buffer_size: int = 1000
