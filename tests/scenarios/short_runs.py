@@ -13,6 +13,14 @@ SMALL_BEACON = [
     "algorithm.manager.epochs=1",
 ]
 
+TWO_WORKER_CARTPOLE = [
+    "workers={a: {modalities: [vector]}, b: {modalities: [vector]}}",
+    "manager.termination.every=4",
+    "env.num_envs=4",
+    "train.frames_per_batch=256",
+]
+"""Two vector workers under a manager deciding every 4 steps, on 4 CartPoles, 256-frame batches."""
+
 ONE_STEP_PPO = "{name: ppo, lr: 3.0e-3, lr_schedule: linear, minibatch_size: 128, epochs: 4}"
 """A level's PPO settings that learn the suite's one-step tasks (two_cues, named_cell) in a few thousand frames."""
 

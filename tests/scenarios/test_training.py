@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from short_runs import SMALL_BEACON, both_levels, newest_checkpoint
+from short_runs import SMALL_BEACON, TWO_WORKER_CARTPOLE, both_levels, newest_checkpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import himo.agents.ppo
@@ -23,14 +23,6 @@ from himo.scenarios.errors import RunError
 from himo.scenarios.loader import load
 from himo.scenarios.run import Trainer, resume, train
 from himo.scenarios.schema import Scenario
-
-TWO_WORKER_CARTPOLE = [
-    "workers={a: {modalities: [vector]}, b: {modalities: [vector]}}",
-    "manager.termination.every=4",
-    "env.num_envs=4",
-    "train.frames_per_batch=256",
-]
-
 
 def initial_policy_state(scenario: Scenario) -> dict[str, torch.Tensor]:
     """The parameters a run of ``scenario`` starts from (built the way `Trainer` builds them)."""
