@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.himo-installed
 DEMO_SCENARIO ?= beacon
 DEMO_FRAMES ?= 100000
+# Test processes: the suite's tests run one torch thread each, so two processes use both cores of a 2-core machine.
+# Each test file runs whole in one process (its module fixtures are built once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install test demo clean
 
@@ -18,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: install
 	$(BIN)/himo train $(DEMO_SCENARIO) --set train.frames=$(DEMO_FRAMES)
