@@ -16,7 +16,9 @@ batch into each level's :class:`himo.agents.base.LevelProblem`:
 Each level's declaration (``himo.agents.declaration``) says which targets it learns from: GAE (PPO,
 A2C, TRPO) or V-trace (IMPALA: the actors' policy may lag the learner's, so values and the acting
 policy's log-probabilities are re-evaluated with the current parameters, before either level's
-update changes them, and the importance weights ``pi / mu`` correct the returns).
+update changes them, and the importance weights ``pi / mu`` correct the returns). Where the batch comes from
+lagged or asynchronous actors (IMPALA, A3C), GAE's values are re-evaluated in the same way: the values and the
+successor values each advantage compares come from one set of parameters.
 
 With memory, a level's samples are grouped in sequences (each env's steps of the batch, or chunks of them) and its
 minibatches are whole sequences, over which the recurrent cores are re-run in TorchRL's recurrent mode from the state
@@ -24,7 +26,9 @@ stored at each sequence's first step (``himo.hierarchy.memory``); the manager's 
 sequences and its decisions are read out of that run.
 
 Encoders that standardise their inputs (``modalities.<m>.normalize``) fold each batch's observations into their
-statistics after both levels have learned from it (not when the workers are frozen).
+statistics after both levels have learned from it (not when the workers are frozen). A3C's processes share these
+statistics and the value normalisers' with their parameters: each folds a batch in, and evaluates the values its
+targets compare, under ``statistics_lock``.
 
 An off-policy level (SAC) gets transitions to store instead: a worker's are every env step, with its
 own reward channel, whichever worker acted (each worker's Q-functions learn ``Q^{pi_m}`` of its own
@@ -35,6 +39,7 @@ reward, discount ``gamma^k`` and the state at the option's last step as successo
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -111,6 +116,18 @@ class GroupLearner:
             else None
         )
         self.manager_level = ManagerLearner(policy, manager, self.manager, gamma, manager_chunk) if self.manager else None
+        self.statistics_lock: AbstractContextManager = nullcontext()
+        """Held while the running statistics change or are read for targets (see :meth:`share_statistics`)."""
+
+    def share_statistics(self, lock: AbstractContextManager) -> None:
+        """Fold batches into the running statistics, and evaluate the values the targets compare, under ``lock``.
+
+        A3C's processes share the statistics: an update reads and writes several of their buffers (two at once
+        lose one), and the first updates move them far (values evaluated across one would not be comparable).
+        """
+        self.statistics_lock = lock
+        if self.manager_level is not None:
+            self.manager_level.statistics_lock = lock
 
     def state_dict(self) -> dict[str, object]:
         """Optimiser and schedule state of both levels."""
@@ -126,18 +143,28 @@ class GroupLearner:
         """One round of learning on both levels; returns metrics keyed by their TensorBoard tags."""
         targets = [self.worker_targets] + ([self.manager_targets] if self.manager is not None else [])
         started = time.perf_counter()
-        successor = current = None
-        with torch.no_grad():
+        successor = current = worker_current = samples = None
+        if self.worker_targets is not Targets.REPLAY:
+            samples = self._worker_samples(batch)
+        # A3C: no other process changes the running statistics while the values the targets compare are evaluated
+        # (the other processes' gradient steps may still land: small, lock-free updates).
+        with torch.no_grad(), self.statistics_lock:
             if any(target is not Targets.REPLAY for target in targets):  # on-policy targets bootstrap from it
                 successor = self._successor(batch)
-            if self.manager is not None and self.manager_targets is Targets.VTRACE:
-                # V-trace compares the manager's values with the successor values: both at the parameters from
-                # before the workers' update, which changes the encoders the manager reads.
+            if self.worker_targets is Targets.GAE and not self.values_are_current:
+                # The successor values were evaluated with the current parameters (see _successor): so are the
+                # values each is compared with, or every step's advantage would carry the change since collection.
+                worker_current = self._current_worker_outputs(samples, self._worker_sequence_length(batch))[1]
+            if self.manager is not None and self.manager_targets is not Targets.REPLAY and (
+                self.manager_targets is Targets.VTRACE or not self.values_are_current
+            ):
+                # The manager's values are compared with the successor values: both at the parameters from before
+                # the workers' update, which changes the encoders the manager reads.
                 current = self.manager_level.current(batch)
         if self.worker_targets is Targets.REPLAY:
             metrics = self._replay_workers(batch, frames)
         else:
-            metrics = self._update_workers(batch, successor, frames)
+            metrics = self._update_workers(batch, samples, successor, worker_current, frames)
         metrics[tags.learn_seconds("workers")] = time.perf_counter() - started
         if self.manager is not None:
             started = time.perf_counter()
@@ -148,8 +175,9 @@ class GroupLearner:
             metrics[tags.learn_seconds("manager")] = time.perf_counter() - started
         if not self.worker_settings.frozen:
             # After learning: this batch was collected, and is learned from, with the statistics as they were.
-            for key, norm in self.policy.input_norms().items():
-                norm.update(batch.get(key).float())
+            with self.statistics_lock:
+                for key, norm in self.policy.input_norms().items():
+                    norm.update(batch.get(key).float())
         return metrics
 
     def _successor(self, batch: TensorDictBase) -> TensorDictBase:
@@ -158,7 +186,8 @@ class GroupLearner:
         Where the batch was collected by this policy as it is now, the successor of step ``t`` is step ``t + 1``
         and its values were computed then: only the steps whose successor is not in the batch (an episode's
         last step, whose successor is the final observation, and the batch's last step) are evaluated.
-        Otherwise (lagged or asynchronous actors) every successor is evaluated with the current parameters.
+        Otherwise (lagged or asynchronous actors) every successor is evaluated with the current parameters, and so
+        are the values both levels compare them with.
         """
         after = batch.get(keys.NEXT).select(self.group)
         if not self.values_are_current:
@@ -222,8 +251,13 @@ class GroupLearner:
         stored = rows.get((keys.MANAGER, keys.GOAL))
         return inputs.set(keys.manager(self.group, keys.ACTIVE_GOAL), torch.where((source >= 0)[..., None, None], goals, stored))
 
-    def _update_workers(self, batch: TensorDictBase, successor: TensorDictBase, frames: int) -> dict[str, float]:
-        group, settings = self.group, self.worker_settings
+    def _worker_sequence_length(self, batch: TensorDictBase) -> int:
+        """How many steps of an env the worker level's sequences hold (with memory)."""
+        return sequence_length(self.worker_chunk, batch.shape[-1])
+
+    def _worker_samples(self, batch: TensorDictBase) -> TensorDictBase:
+        """The worker level's samples, ``[env steps, agents]``: what each step's evaluation reads."""
+        group = self.group
         data, after = batch.get(group), batch.get((keys.NEXT, group))
         envs, _, agents = data.shape
         # Samples keep the agent dimension ([env steps, agents]): a centralised critic reads the whole group.
@@ -237,16 +271,30 @@ class GroupLearner:
                 step = decision_steps(decision)
             first_row = torch.arange(envs, device=decision.device).view(-1, 1, 1) * data.shape[1]
             samples.set(GOAL_ROW, torch.where(step >= 0, first_row + step, step))
-        weights = after.get((keys.MANAGER, keys.WEIGHTS))
-        weighted = self.rules.mode == "weighted"
-        if weighted:  # the weights in force at each step: the acting policy a worker learns through
-            samples.set((keys.MANAGER, keys.WEIGHTS), weights)
+        if self.rules.mode == "weighted":  # the weights in force at each step: the acting policy a worker learns through
+            samples.set((keys.MANAGER, keys.WEIGHTS), after.get((keys.MANAGER, keys.WEIGHTS)))
             samples.set((keys.MANAGER, keys.OPTION), after.get((keys.MANAGER, keys.OPTION)))
         if self.workers_remember:  # each step's stored state and episode starts, to re-run the cores over sequences
             samples.update(data.select(*(key for key in self.policy.memory_states if key[0] == keys.WORKERS)))
             samples.set(IS_INIT, per_agent(batch.get(IS_INIT), agents))
-        samples = samples.reshape(-1, agents)
-        length = sequence_length(self.worker_chunk, data.shape[1])
+        return samples.reshape(-1, agents)
+
+    def _update_workers(
+        self,
+        batch: TensorDictBase,
+        samples: TensorDictBase,
+        successor: TensorDictBase,
+        current: dict[str, HeadOutputs] | None,
+        frames: int,
+    ) -> dict[str, float]:
+        """The worker level's update; ``current`` holds the workers' outputs under the parameters ``successor`` was
+        evaluated with where the batch's stored values are not current (``None`` otherwise)."""
+        group, settings = self.group, self.worker_settings
+        data, after = batch.get(group), batch.get((keys.NEXT, group))
+        envs, _, agents = data.shape
+        weights = after.get((keys.MANAGER, keys.WEIGHTS))
+        weighted = self.rules.mode == "weighted"
+        length = self._worker_sequence_length(batch)
         evaluate = self._worker_evaluator(samples, length)
         done, terminated = lanes(after.get(keys.DONE)), lanes(after.get(keys.TERMINATED))
         extra: dict[str, float] = {}
@@ -262,12 +310,16 @@ class GroupLearner:
         targets = {}
         for index, name in enumerate(self.policy.worker_names):
             next_value = lanes(successor.get(keys.worker(group, name, keys.STATE_VALUE)))
+            if current is None:
+                value = lanes(data.get((keys.WORKERS, name, keys.STATE_VALUE)))
+            else:
+                value = lanes(current[name].value.reshape(data.shape))
             reward = lanes(batch.get((keys.NEXT, *keys.reward_channel(group, name))))
             if vtrace:
                 advantage, returns = vtrace_targets(
                     behaviour_log_prob=behaviour,
                     target_log_prob=target,
-                    value=lanes(current[name].value.reshape(data.shape)),
+                    value=value,
                     next_value=next_value,
                     reward=reward,
                     done=done,
@@ -280,7 +332,7 @@ class GroupLearner:
                 advantage, returns = vec_generalized_advantage_estimate(
                     self.gamma,
                     settings.gae_lambda,
-                    lanes(data.get((keys.WORKERS, name, keys.STATE_VALUE))).unsqueeze(-1),
+                    value.unsqueeze(-1),
                     next_value.unsqueeze(-1),
                     reward.unsqueeze(-1),
                     done.unsqueeze(-1),
@@ -302,7 +354,8 @@ class GroupLearner:
         if self.workers_remember:
             runs = torch.arange(samples.shape[0]) // length
         problem = LevelProblem("workers", samples.shape[0], targets, evaluate, rows, runs)
-        update_value_norms(self.policy, keys.WORKERS, targets, settings)
+        with self.statistics_lock:
+            update_value_norms(self.policy, keys.WORKERS, targets, settings)
         return self.workers.update(problem, frames).result(self.workers.optimizer.lr) | extra
 
     def _actor_weight(self, data: TensorDictBase, name: str, active: torch.Tensor) -> torch.Tensor:
@@ -318,6 +371,12 @@ class GroupLearner:
         own, acting = data.get((keys.WORKERS, name, keys.LOG_PROB)), data.get(keys.LOG_PROB)
         return torch.maximum(active, (own - acting).exp().clamp(max=1.0))
 
+    def _current_worker_outputs(self, samples: TensorDictBase, length: int) -> tuple[TensorDictBase, dict[str, HeadOutputs]]:
+        """The workers evaluated on every sample with the current parameters, and each worker's outputs."""
+        with torch.no_grad():
+            inputs = self._evaluated_workers(samples, torch.arange(samples.shape[0]), length)
+            return inputs, self.policy.worker_outputs(inputs)
+
     def _current_worker_policy(
         self, batch: TensorDictBase, samples: TensorDictBase, length: int
     ) -> tuple[dict[str, HeadOutputs], torch.Tensor, torch.Tensor]:
@@ -325,9 +384,8 @@ class GroupLearner:
         current log-probabilities of the actions taken, as lanes ``[L, T]``."""
         data, after = batch.get(self.group), batch.get((keys.NEXT, self.group))
         rows = samples.shape[0]
+        inputs, current = self._current_worker_outputs(samples, length)
         with torch.no_grad():
-            inputs = self._evaluated_workers(samples, torch.arange(rows), length)
-            current = self.policy.worker_outputs(inputs)
             acting = self.policy.selector.acting(
                 inputs,
                 after.get((keys.MANAGER, keys.OPTION)).reshape(rows, -1),

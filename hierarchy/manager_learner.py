@@ -11,6 +11,7 @@ off-policy manager (SAC) stores its options as transitions instead.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -58,6 +59,8 @@ class ManagerLearner:
         self.rules = policy.rules
         self.targets: Targets = ALGORITHMS[settings.name].targets
         self.remembers = policy.manager.module.memory is not None
+        self.statistics_lock: AbstractContextManager = nullcontext()
+        """Held while returns are folded into the value normaliser (``GroupLearner.share_statistics``)."""
 
     def replay(self, batch: TensorDictBase, frames: int) -> dict[str, float]:
         """An off-policy manager's update: its options stored as transitions."""
@@ -81,7 +84,8 @@ class ManagerLearner:
         self, batch: TensorDictBase, successor: TensorDictBase, current: TensorDictBase | None, frames: int
     ) -> dict[str, float]:
         """The manager's update; ``current`` holds its outputs under the parameters ``successor`` was evaluated
-        with (V-trace re-evaluates the batch's values), ``None`` for GAE (the values stored at collection)."""
+        with (V-trace, and any level learning from lagged or asynchronous actors, re-evaluates the batch's values),
+        ``None`` where the values stored at collection are current."""
         group, settings = self.group, self.settings
         data, after = batch.get(group), batch.get((keys.NEXT, group))
         vtrace = self.targets is Targets.VTRACE
@@ -89,10 +93,10 @@ class ManagerLearner:
         next_value = lanes(successor.get(keys.manager(group, keys.STATE_VALUE)))
         if self.rules.learned:
             reward, next_value = charge_switches(batch, successor, group, self.rules.switching_cost, reward, next_value)
-        if vtrace:
-            value = lanes(current.get(keys.manager(group, keys.STATE_VALUE)))
-        else:
+        if current is None:
             value = lanes(data.get((keys.MANAGER, keys.STATE_VALUE)))
+        else:
+            value = lanes(current.get(keys.manager(group, keys.STATE_VALUE)))
         transitions = compact_to_decisions(
             decision=lanes(data.get((keys.MANAGER, keys.DECISION))),
             reward=reward,
@@ -142,7 +146,8 @@ class ManagerLearner:
         target.set("returns", returns)
         rows = rows_per_minibatch(settings, lane.numel(), 1)
         problem = LevelProblem("manager", lane.numel(), {"manager": target}, evaluate, rows, runs)
-        update_value_norms(self.policy, keys.MANAGER, {"manager": target}, settings)
+        with self.statistics_lock:
+            update_value_norms(self.policy, keys.MANAGER, {"manager": target}, settings)
         metrics = self.algorithm.update(problem, frames)
         if self.rules.learned:
             self._termination_pass(batch, frames, metrics)
@@ -174,7 +179,7 @@ class ManagerLearner:
         return rows_of, run
 
     def current(self, batch: TensorDictBase) -> TensorDictBase:
-        """The manager's outputs at every step of ``batch`` with the current parameters (V-trace)."""
+        """The manager's outputs at every step of ``batch`` with the current parameters."""
         if not self.remembers:
             return self.policy.evaluate_manager(batch.select(self.group).copy())
         envs, steps = batch.shape

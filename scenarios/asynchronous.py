@@ -5,8 +5,11 @@ and starts the processes (``spawn``). Each one builds its own env (``env.num_env
 apart) and TorchRL ``Collector`` over the shared policy, and after each batch takes its learners'
 A3C step (``himo.agents.a3c``) straight on the shared parameters. The frame counter is shared; each
 process reports its batch's metrics, which the training process logs, checkpoints and shows, as
-the synchronous run does. A checkpoint is a snapshot of parameters that other processes may be
-updating at that moment (lock-free updates), and a resumed run starts fresh episodes.
+the synchronous run does. The running statistics (value and input normalisers) are shared buffers too; each
+process folds a batch into them, and evaluates its targets' values, under one lock (an update reads and writes
+several of them, and moves them far at first). A checkpoint
+is a snapshot of parameters that other processes may be updating at that moment (lock-free updates), and a
+resumed run starts fresh episodes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class Shared:
     """``multiprocessing.Event``: set when the run must end."""
     reports: Any
     """``multiprocessing.Queue`` of ``(rank, frames, batch frames, metrics)``, ``(rank, None, 0, error)`` on failure."""
+    statistics: Any
+    """``multiprocessing.Lock`` held while a process folds a batch into the shared running statistics."""
 
 
 def shared_learner_states(learners: dict[str, GroupLearner]) -> dict[str, dict[str, list]]:
@@ -81,6 +86,7 @@ def _actor_learner(
     seed_everything(seed)
     learners = build_learners(scenario, policy)
     for group, learner in learners.items():
+        learner.share_statistics(shared.statistics)
         attach_optimizer_state(learner.workers.optimizer, states[group]["workers"])
         if learner.manager is not None:
             attach_optimizer_state(learner.manager.optimizer, states[group]["manager"])
@@ -121,7 +127,7 @@ def run_actor_learners(trainer: Trainer, target: int, on_report: Any) -> None:
     context = multiprocessing.get_context("spawn")
     trainer.policy.share_memory()
     states = shared_learner_states(trainer.learners)
-    shared = Shared(context.Value("q", trainer.frames), context.Event(), context.Queue())
+    shared = Shared(context.Value("q", trainer.frames), context.Event(), context.Queue(), context.Lock())
     data = scenario.model_dump(mode="json")
     processes = [
         context.Process(target=_actor_learner, args=(rank, data, trainer.policy, states, shared, target), daemon=True)

@@ -137,7 +137,8 @@ ALGORITHM_RUNS = {
 Greedy return over 8 episodes, seeds 0 / 1 / 2: a2c at 50k frames 189, 174, 105; a3c (2 processes, asynchronous,
 so not reproducible) at 50k 112 (seed 0), and at `edb7399` 317, 374, 181, 176, 409 (seed 0), 138 (seed 1), 500 (seed
 2), but once 10.9 in a fresh-clone suite run beside a training (its sampling policy's return had risen to 144); at 80k
-500, 432 (seed 0), 282 (seed 1), 467 (seed 2); trpo at 20k 417, 395,
+500, 432 (seed 0), 282 (seed 1), 467 (seed 2), and with its values evaluated again before each update 207, 500
+(seed 0), 232 (seed 1), 9.4, 292, 241 (seed 2); trpo at 20k 417, 395,
 447; impala (2 actors) at 30k 247, 222, 189; discrete sac (32 gradient steps per 256-frame batch) at 16k 398, 365,
 201. IMPALA's actors run asynchronously, so its runs are not reproducible even with one seed: seed 0 at 30k
 frames gave 199, 443, 300, 413, 500, 134 and once 66.5 (a fresh-clone suite run), at 40k 500, 85, 342; hence

@@ -58,8 +58,10 @@ def test_every_on_policy_algorithm_learns_with_value_normalisation_at_both_level
     counts = {key: float(value) for key, value in policy.items() if key.endswith("value_norm.count")}
     # Both workers' and the manager's normalisers have seen every return they learned from (CartPole's are 1 to ~40).
     assert len(counts) == 3 and all(count > 0 for count in counts.values()), counts
+    # Their means are those of the returns: a mean above CartPole's early returns means targets that do not follow
+    # from the rewards (values and successor values from different parameters, as an asynchronous run risks).
     means = [float(value) for key, value in policy.items() if key.endswith("value_norm.mean")]
-    assert all(1.0 < mean < 100.0 for mean in means), means
+    assert all(1.0 < mean < 40.0 for mean in means), means
 
 
 def test_a_frozen_level_keeps_its_statistics(tmp_path: Path) -> None:
