@@ -7,9 +7,8 @@ A3C step (``himo.agents.a3c``) straight on the shared parameters. The frame coun
 process reports its batch's metrics, which the training process logs, checkpoints and shows, as
 the synchronous run does. The running statistics (value and input normalisers) are shared buffers too; each
 process folds a batch into them, and evaluates its targets' values, under one lock (an update reads and writes
-several of them, and moves them far at first). A checkpoint
-is a snapshot of parameters that other processes may be updating at that moment (lock-free updates), and a
-resumed run starts fresh episodes.
+several of them, and moves them far at first). A checkpoint is a snapshot of parameters that other processes may
+be updating at that moment (lock-free updates), and a resumed run starts fresh episodes.
 """
 
 from __future__ import annotations
@@ -59,7 +58,8 @@ class Shared:
     reports: Any
     """``multiprocessing.Queue`` of ``(rank, frames, batch frames, metrics)``, ``(rank, None, 0, error)`` on failure."""
     statistics: Any
-    """``multiprocessing.Lock`` held while a process folds a batch into the shared running statistics."""
+    """``multiprocessing.Lock`` held while a process folds a batch into the shared running statistics or evaluates the
+    values its targets compare (``GroupLearner.share_statistics``)."""
 
 
 def shared_learner_states(learners: dict[str, GroupLearner]) -> dict[str, dict[str, list]]:
